@@ -1,0 +1,20 @@
+//! Pilot Protocol: permanent virtual addresses, encrypted peer-to-peer tunnels through any NAT,
+//! and a trust model for AI agents.
+//!
+//! The crate is organised by what each part is (see `DESIGN.md` and `docs/ARCHITECTURE.md`):
+//!
+//! - [`wire`]: bytes in, typed values out, and back, for every format on the wire.
+//! - [`crypto`]: identities, key agreement, sealing and opening of tunnel frames, replay windows.
+//! - [`net`]: the seams between protocol logic and the world: network, clocks, randomness and
+//!   storage. Real implementations live here; `pilot-sim` provides the simulated ones.
+//! - [`transport`]: the reliable stream and datagrams, as a deterministic state machine.
+//!
+//! Protocol logic is sans-IO: plain types that take inputs (a packet, a request, `now`) and return
+//! outputs. It never reads a clock, draws randomness or touches a socket on its own.
+
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod net;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,84 @@
+//! The seams between protocol code and the world.
+//!
+//! Everything that can run under the simulator reaches the network, the clocks, randomness and
+//! persistent storage only through this module:
+//!
+//! - [`Network`] (UDP sockets, TCP listeners and streams): [`TokioNet`] on real sockets here,
+//!   the turmoil-backed simulated internet in `pilot-sim`.
+//! - Monotonic time: `tokio::time` (turmoil drives it in simulation). Wall-clock time: an
+//!   injected [`WallClock`].
+//! - Randomness: an injected [`Rng`] (ChaCha20), seeded from the OS in real runs and from the
+//!   scenario seed in simulation.
+//! - Persistent state: a [`Storage`], on disk with write-fsync-rename, or in memory with crash
+//!   semantics for the simulator.
+
+mod clock;
+mod rng;
+mod storage;
+mod tokio_net;
+
+pub use clock::{FixedClock, SystemClock, WallClock};
+pub use rng::{os_seeded_rng, seeded_rng, Rng};
+pub use storage::{DiskStorage, MemStorage, Storage, StorageError};
+pub use tokio_net::TokioNet;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A network a component can bind sockets on and connect through.
+///
+/// Implementations are cheap handles (`Clone`) to one host's view of a network: real sockets
+/// ([`TokioNet`]) or a simulated host behind simulated NATs (`pilot-sim`).
+pub trait Network: Clone + Send + Sync + 'static {
+    /// A bound UDP socket.
+    type Udp: UdpSocket;
+    /// A bound TCP listener.
+    type Listener: TcpListener<Stream = Self::Stream>;
+    /// A connected TCP stream.
+    type Stream: TcpStream;
+
+    /// Binds a UDP socket. Port 0 picks a free port.
+    fn bind_udp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Udp>> + Send;
+    /// Binds a TCP listener. Port 0 picks a free port.
+    fn bind_tcp(&self, addr: SocketAddr)
+        -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Opens a TCP connection.
+    fn connect_tcp(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// A bound UDP socket.
+pub trait UdpSocket: Send + Sync + 'static {
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Sends one datagram.
+    fn send_to(&self, buf: &[u8], to: SocketAddr)
+        -> impl Future<Output = io::Result<usize>> + Send;
+    /// Receives one datagram; returns its length and source.
+    fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+}
+
+/// A bound TCP listener.
+pub trait TcpListener: Send + Sync + 'static {
+    /// The stream type accepted connections yield.
+    type Stream: TcpStream;
+    /// The address the listener is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Waits for the next connection; returns it and the peer's address.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+/// A connected TCP stream.
+pub trait TcpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// This end's address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// The other end's address.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+}

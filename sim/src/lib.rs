@@ -1,0 +1,1 @@
+//! Simulated internet (in progress)
