@@ -7,14 +7,23 @@
 //! - [`addr`]: virtual addresses and socket addresses, binary and text (`spec/wire.md` §2).
 //! - [`header`]: the 34-byte Pilot packet header with its CRC-32 (§3).
 //! - [`sack`]: the selective-acknowledgement payload of stream ACKs (§3.7, transport §10).
+//! - [`tunnel`]: the tunnel frames `PILT`, `PILS`, `PILK`, `PILA`, `PILP` (§4).
+//! - [`beacon`]: the beacon's UDP messages (§6).
+//! - [`datagram`]: what arrives on a tunnel socket, classified by its first bytes (§1, §4.2).
 
 pub mod addr;
+pub mod beacon;
+pub mod datagram;
 pub mod header;
 pub mod sack;
+pub mod tunnel;
 
 pub use addr::{Addr, AddrParseError, SocketAddr};
+pub use beacon::BeaconMessage;
+pub use datagram::Datagram;
 pub use header::{Flags, Header, Packet, Protocol, HEADER_LEN, MAX_PAYLOAD};
 pub use sack::{SackBlock, SackList};
+pub use tunnel::{AuthKeyExchange, KeyExchange, Nonce, SealedFrame, TunnelFrame};
 
 /// Why a byte string is not a valid message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
