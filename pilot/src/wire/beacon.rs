@@ -13,6 +13,7 @@
 //! An endpoint is `[len 4|16][IP][port u16]`; IPv4 and IPv4-mapped IPv6 addresses use 4 bytes.
 
 use super::{be16, be32, check_len, DecodeError, EncodeError};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Message type codes.
@@ -285,6 +286,47 @@ impl<'a> BeaconMessage<'a> {
             out.extend_from_slice(&node.to_be_bytes());
         }
         Ok(())
+    }
+}
+
+/// Writes a summary of a relayed inner frame: decoded if it is a tunnel frame.
+fn fmt_inner(f: &mut fmt::Formatter<'_>, inner: &[u8]) -> fmt::Result {
+    match super::TunnelFrame::decode(inner) {
+        Ok(frame) => write!(f, "[{frame}]"),
+        Err(_) => write!(f, "[{} bytes]", inner.len()),
+    }
+}
+
+impl fmt::Display for BeaconMessage<'_> {
+    /// One line for traces and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BeaconMessage::Discover { node } => write!(f, "beacon Discover node={node}"),
+            BeaconMessage::DiscoverReply { endpoint } => {
+                write!(f, "beacon DiscoverReply endpoint={endpoint}")
+            }
+            BeaconMessage::PunchRequest { requester, target } => {
+                write!(f, "beacon PunchRequest {requester}>{target}")
+            }
+            BeaconMessage::PunchCommand { endpoint } => {
+                write!(f, "beacon PunchCommand endpoint={endpoint}")
+            }
+            BeaconMessage::Relay {
+                sender,
+                destination,
+                inner,
+            } => {
+                write!(f, "beacon Relay {sender}>{destination} ")?;
+                fmt_inner(f, inner)
+            }
+            BeaconMessage::RelayDeliver { sender, inner } => {
+                write!(f, "beacon RelayDeliver from={sender} ")?;
+                fmt_inner(f, inner)
+            }
+            BeaconMessage::Sync { beacon, nodes } => {
+                write!(f, "beacon Sync beacon={beacon} nodes={}", nodes.len())
+            }
+        }
     }
 }
 

@@ -168,6 +168,26 @@ pub enum TunnelFrame<'a> {
     Punch,
 }
 
+impl fmt::Display for TunnelFrame<'_> {
+    /// One line for traces and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelFrame::Plain(packet) => write!(f, "PILT {packet}"),
+            TunnelFrame::Sealed(s) => write!(
+                f,
+                "PILS from={} nonce={:02x?}/{} sealed={}",
+                s.sender,
+                s.nonce.prefix,
+                s.nonce.counter,
+                s.ciphertext.len()
+            ),
+            TunnelFrame::KeyExchange(k) => write!(f, "PILK from={}", k.sender),
+            TunnelFrame::AuthKeyExchange(a) => write!(f, "PILA from={}", a.sender),
+            TunnelFrame::Punch => f.write_str("PILP"),
+        }
+    }
+}
+
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
