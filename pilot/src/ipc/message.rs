@@ -39,6 +39,14 @@ pub mod code {
     pub const SET_WEBHOOK_OK: u8 = 0x1C;
     pub const SET_TASK_EXEC: u8 = 0x1D;
     pub const SET_TASK_EXEC_OK: u8 = 0x1E;
+    // Extensions, used only after a successful Hello (a reference daemon answers Hello with
+    // "unknown command", and the client then speaks the reference protocol only).
+    pub const HELLO: u8 = 0x20;
+    pub const HELLO_OK: u8 = 0x21;
+    pub const RECV_CREDIT: u8 = 0x22;
+    pub const SEND_CREDIT: u8 = 0x23;
+    pub const UNBIND: u8 = 0x24;
+    pub const UNBIND_OK: u8 = 0x25;
 }
 
 /// The only error code the protocol uses.
@@ -131,6 +139,20 @@ pub enum Command {
     SetWebhook(String),
     /// Enable or disable task execution.
     SetTaskExec(bool),
+    /// Extension: offer protocol extensions (a JSON document, see `docs/IPC.md`).
+    Hello(Vec<u8>),
+    /// Extension: the client can take `bytes` more of Recv data on `conn`.
+    RecvCredit {
+        /// Connection ID.
+        conn: u32,
+        /// Additional bytes.
+        bytes: u32,
+    },
+    /// Extension: stop listening on a port.
+    Unbind {
+        /// The port.
+        port: u16,
+    },
 }
 
 /// Why a command could not be decoded; the text is what the daemon replies with.
@@ -286,6 +308,18 @@ impl Command {
                 require(p, 1, "set_task_exec: missing value")?;
                 Command::SetTaskExec(p[0] == 1)
             }
+            code::HELLO => Command::Hello(p.to_vec()),
+            code::RECV_CREDIT => {
+                require(p, 8, "recv_credit: missing conn_id/bytes")?;
+                Command::RecvCredit {
+                    conn: be32(p),
+                    bytes: be32(&p[4..]),
+                }
+            }
+            code::UNBIND => {
+                require(p, 2, "unbind: missing port")?;
+                Command::Unbind { port: be16(p) }
+            }
             other => return Err(RequestError::UnknownCommand(other)),
         })
     }
@@ -345,6 +379,19 @@ impl Command {
             Command::SetTaskExec(on) => {
                 out.extend_from_slice(&[code::SET_TASK_EXEC, u8::from(*on)])
             }
+            Command::Hello(json) => {
+                out.push(code::HELLO);
+                out.extend_from_slice(json);
+            }
+            Command::RecvCredit { conn, bytes } => {
+                out.push(code::RECV_CREDIT);
+                out.extend_from_slice(&conn.to_be_bytes());
+                out.extend_from_slice(&bytes.to_be_bytes());
+            }
+            Command::Unbind { port } => {
+                out.push(code::UNBIND);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
         }
     }
 }
@@ -403,8 +450,20 @@ pub enum Event {
         /// Payload.
         data: Vec<u8>,
     },
+    /// Extension: the daemon accepts `bytes` more of Send data on `conn`.
+    SendCredit {
+        /// Connection ID.
+        conn: u32,
+        /// Additional bytes.
+        bytes: u32,
+    },
+    /// Extension: the port is no longer bound.
+    UnbindOk {
+        /// The port.
+        port: u16,
+    },
     /// A JSON reply to Info, Handshake, ResolveHostname, SetHostname, SetVisibility,
-    /// Deregister, SetTags, SetWebhook or SetTaskExec; `code` says which.
+    /// Deregister, SetTags, SetWebhook, SetTaskExec or Hello; `code` says which.
     Json {
         /// The reply code (request code + 1).
         code: u8,
@@ -426,6 +485,7 @@ fn is_json_reply(op: u8) -> bool {
             | code::SET_TAGS_OK
             | code::SET_WEBHOOK_OK
             | code::SET_TASK_EXEC_OK
+            | code::HELLO_OK
     )
 }
 
@@ -495,6 +555,17 @@ impl Event {
                     data: p[10..].to_vec(),
                 }
             }
+            code::SEND_CREDIT => {
+                need(8)?;
+                Event::SendCredit {
+                    conn: be32(p),
+                    bytes: be32(&p[4..]),
+                }
+            }
+            code::UNBIND_OK => {
+                need(2)?;
+                Event::UnbindOk { port: be16(p) }
+            }
             op if is_json_reply(op) => Event::Json {
                 code: op,
                 json: p.to_vec(),
@@ -551,6 +622,15 @@ impl Event {
                 out.extend_from_slice(&src_port.to_be_bytes());
                 out.extend_from_slice(&dst_port.to_be_bytes());
                 out.extend_from_slice(data);
+            }
+            Event::SendCredit { conn, bytes } => {
+                out.push(code::SEND_CREDIT);
+                out.extend_from_slice(&conn.to_be_bytes());
+                out.extend_from_slice(&bytes.to_be_bytes());
+            }
+            Event::UnbindOk { port } => {
+                out.push(code::UNBIND_OK);
+                out.extend_from_slice(&port.to_be_bytes());
             }
             Event::Json { code: c, json } => {
                 out.push(*c);
@@ -614,6 +694,12 @@ mod tests {
             Command::SetTags(b"[\"a\"]".to_vec()),
             Command::SetWebhook("http://x".into()),
             Command::SetTaskExec(false),
+            Command::Hello(b"{}".to_vec()),
+            Command::RecvCredit {
+                conn: 3,
+                bytes: 65536,
+            },
+            Command::Unbind { port: 7 },
         ] {
             round_trip_command(cmd);
         }
