@@ -197,7 +197,7 @@ pub enum OpenError {
 }
 
 /// The agreed state with a peer.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Keyed {
     peer_x25519: [u8; 32],
     key: TunnelKey,
@@ -209,7 +209,9 @@ struct Keyed {
 }
 
 /// The tunnel crypto state for one peer node.
-#[derive(Clone, Debug)]
+///
+/// Deliberately not `Clone`: two copies would send under the same nonces.
+#[derive(Debug)]
 pub struct PeerCrypto {
     node: u32,
     keyed: Option<Keyed>,
