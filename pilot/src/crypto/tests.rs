@@ -226,6 +226,38 @@ fn both_directions_round_trip_in_any_order() {
     assert_eq!(open(&mut a_to_b, &reply).unwrap(), b"pong");
 }
 
+/// The handshake of spec §4.10 step 11 between two of our daemons: a PILA that brings a new
+/// key is answered, one that repeats the key in use is not. A's PILA makes B reply; B's reply
+/// is new to A, so A replies too (it cannot know B already has its key: the frame does not
+/// say it is a reply); that third frame changes nothing at B and the exchange stops.
+#[test]
+fn handshake_converges_without_echo() {
+    let mut rng = seeded_rng(21);
+    let (a, b) = (Node::random(1, &mut rng), Node::random(2, &mut rng));
+    let (mut a_state, mut b_state) = (PeerCrypto::new(b.id), PeerCrypto::new(a.id));
+    // In flight: (to_b, frame). A starts.
+    let mut in_flight = vec![(true, a.pila())];
+    let mut delivered = 0;
+    while let Some((to_b, frame)) = in_flight.pop() {
+        delivered += 1;
+        assert!(delivered <= 10, "key exchanges keep echoing");
+        let (state, me, peer) = if to_b {
+            (&mut b_state, &b, &a)
+        } else {
+            (&mut a_state, &a, &b)
+        };
+        let change = state
+            .accept_auth_key_exchange(&me.keys, &frame, peer.registry_key(), &mut rng)
+            .unwrap();
+        if change.needs_reply() {
+            in_flight.push((!to_b, me.pila()));
+        }
+    }
+    assert_eq!(delivered, 3);
+    let frame = seal(&mut a_state, a.id, b"after the handshake");
+    assert_eq!(open(&mut b_state, &frame).unwrap(), b"after the handshake");
+}
+
 #[test]
 fn first_frame_carries_counter_1_and_counters_increase() {
     let mut rng = seeded_rng(3);
