@@ -17,5 +17,6 @@
 pub mod crypto;
 pub mod ipc;
 pub mod net;
+pub mod services;
 pub mod transport;
 pub mod wire;
