@@ -1,1 +1,2 @@
-//! Simulated internet (in progress)
+//! A deterministic simulated internet for Pilot Protocol, on turmoil.
+pub mod nat;

@@ -1,0 +1,1 @@
+//! The NAT box as a running device (filled in below).
