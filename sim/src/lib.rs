@@ -17,6 +17,7 @@
 pub mod fabric;
 pub mod nat;
 pub mod net;
+pub mod scenario;
 pub mod topology;
 pub mod trace;
 pub mod world;

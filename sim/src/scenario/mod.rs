@@ -1,0 +1,389 @@
+//! The scenario language: a seeded, replayable story on a simulated internet.
+//!
+//! A scenario file (TOML) declares hosts and NAT boxes, link faults, a seed, a script of
+//! actions and the expectations that must hold at the end. [`Scenario::parse`] checks it
+//! (every name it refers to exists, every socket is bound before use) and [`run`] plays it on
+//! turmoil and returns an [`Outcome`]: one result per expectation, and the trace.
+//! `docs/SCENARIOS.md` describes the language.
+//!
+//! Actions and expectations are tagged enums (`do = "..."`, `check = "..."`), so later work
+//! adds daemon, registry and beacon actions as new variants.
+
+mod action;
+mod agent;
+pub mod duration;
+mod expect;
+mod run;
+
+pub use action::{Action, LinkSpec};
+pub use expect::{CheckResult, Expectation};
+pub use run::{run, Outcome};
+
+use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
+use crate::topology::Topology;
+use duration::Dur;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the language.
+    #[error("{0}")]
+    Syntax(String),
+    /// The file parses but refers to something that does not exist, or contradicts itself.
+    #[error("{problem}\n  hint: {hint}")]
+    Invalid {
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// The simulation itself failed (a host's software returned an error or panicked).
+    #[error("simulation failed: {0}")]
+    Simulation(String),
+}
+
+fn invalid(problem: impl Into<String>, hint: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        problem: problem.into(),
+        hint: hint.into(),
+    }
+}
+
+/// A parsed, checked scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name (shown in summaries).
+    #[serde(default)]
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The seed of every random choice; `pilot-sim run --seed` overrides it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Turmoil's latency on every link (default 1 ms).
+    pub latency: Option<Dur>,
+    /// How long the simulation runs after the last action (default 1 s).
+    pub settle: Option<Dur>,
+    /// Hosts.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostSpec>,
+    /// NAT boxes.
+    #[serde(default, rename = "nat")]
+    pub nats: Vec<NatSpec>,
+    /// Link faults in force from the start.
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
+    /// The script, in order.
+    #[serde(default, rename = "action")]
+    pub actions: Vec<Action>,
+    /// What must hold at the end.
+    #[serde(default, rename = "expect")]
+    pub expectations: Vec<Expectation>,
+}
+
+/// A host: on the internet, or behind a NAT box.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Its name.
+    pub name: String,
+    /// The NAT box it sits behind.
+    pub behind: Option<String>,
+}
+
+/// The presets a NAT box can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresetName {
+    /// No NAT: hosts "behind" it are public.
+    Open,
+    /// EIM + EIF.
+    FullCone,
+    /// EIM + ADF.
+    RestrictedCone,
+    /// EIM + APDF.
+    PortRestrictedCone,
+    /// APDM + APDF, random ports.
+    Symmetric,
+    /// Two boxes in series: `<name>-cgn` (the carrier's) and `name` (the home box, by default
+    /// port-restricted cone; other fields configure it).
+    Cgnat,
+}
+
+/// A NAT box: a preset, individual behaviours, or a preset with overrides.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSpec {
+    /// Its name.
+    pub name: String,
+    /// A preset to start from.
+    pub preset: Option<PresetName>,
+    /// Mapping behaviour (overrides the preset's).
+    pub mapping: Option<Mapping>,
+    /// Filtering behaviour (overrides the preset's).
+    pub filtering: Option<Filtering>,
+    /// Port allocation (overrides the preset's).
+    pub ports: Option<PortAllocation>,
+    /// Hairpinning (default off).
+    pub hairpinning: Option<bool>,
+    /// Mapping lifetime (default 30 s).
+    pub lifetime: Option<Dur>,
+    /// Another NAT box this one sits behind.
+    pub behind: Option<String>,
+}
+
+impl NatSpec {
+    fn config(&self) -> Result<NatConfig, ScenarioError> {
+        let base = match self.preset {
+            Some(PresetName::FullCone) => Some(Preset::FullCone),
+            Some(PresetName::RestrictedCone) => Some(Preset::RestrictedCone),
+            Some(PresetName::Symmetric) => Some(Preset::Symmetric),
+            Some(PresetName::PortRestrictedCone | PresetName::Cgnat) => {
+                Some(Preset::PortRestrictedCone)
+            }
+            Some(PresetName::Open) | None => None,
+        };
+        let mut config = match base {
+            Some(p) => NatConfig::preset(p),
+            None => {
+                let (Some(mapping), Some(filtering)) = (self.mapping, self.filtering) else {
+                    return Err(invalid(
+                        format!("NAT {:?} has neither a preset nor mapping and filtering", self.name),
+                        "add preset = \"port-restricted-cone\" (or full-cone, restricted-cone, symmetric, cgnat, open), or both mapping and filtering",
+                    ));
+                };
+                NatConfig {
+                    mapping,
+                    filtering,
+                    ..NatConfig::preset(Preset::FullCone)
+                }
+            }
+        };
+        if let Some(m) = self.mapping {
+            config.mapping = m;
+        }
+        if let Some(f) = self.filtering {
+            config.filtering = f;
+        }
+        if let Some(p) = self.ports {
+            config.ports = p;
+        }
+        if let Some(h) = self.hairpinning {
+            config.hairpinning = h;
+        }
+        if let Some(l) = self.lifetime {
+            config.lifetime = l.0;
+        }
+        Ok(config)
+    }
+}
+
+impl Scenario {
+    /// Parses and checks scenario text.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?;
+        scenario.topology()?;
+        scenario.check_script()?;
+        Ok(scenario)
+    }
+
+    /// Reads, parses and checks a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::parse(&text).map_err(|e| match e {
+            ScenarioError::Syntax(msg) => {
+                ScenarioError::Syntax(format!("{}: {msg}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// The topology the scenario declares (NAT boxes first, in file order, then hosts).
+    pub fn topology(&self) -> Result<Topology, ScenarioError> {
+        let mut topo = Topology::new(self.seed);
+        if let Some(l) = self.latency {
+            topo.latency(l.0);
+        }
+        // "open" boxes do not exist: whatever is behind them is public.
+        let open: BTreeSet<&str> = self
+            .nats
+            .iter()
+            .filter(|n| n.preset == Some(PresetName::Open))
+            .map(|n| n.name.as_str())
+            .collect();
+        fn behind<'a>(open: &BTreeSet<&str>, b: &'a Option<String>) -> Option<&'a str> {
+            b.as_deref().filter(|b| !open.contains(b))
+        }
+        for nat in &self.nats {
+            if nat.preset == Some(PresetName::Open) {
+                continue;
+            }
+            let config = nat.config()?;
+            if nat.preset == Some(PresetName::Cgnat) {
+                if nat.behind.is_some() {
+                    return Err(invalid(
+                        format!("cgnat box {:?} cannot sit behind another box", nat.name),
+                        "remove `behind`; cgnat already puts a carrier box in front of it",
+                    ));
+                }
+                topo.cgnat(&nat.name, config);
+            } else {
+                topo.nat(&nat.name, config, behind(&open, &nat.behind));
+            }
+        }
+        for host in &self.hosts {
+            topo.host(&host.name, behind(&open, &host.behind));
+        }
+        // Build once to validate names and nesting (cheap: no host runs until stepped).
+        topo.build().map_err(|e| {
+            invalid(
+                e.to_string(),
+                "declare every [[nat]] before anything behind it, and give each node a unique name",
+            )
+        })?;
+        Ok(topo)
+    }
+
+    fn node_names(&self) -> BTreeMap<String, bool> {
+        let mut names = BTreeMap::new();
+        for n in &self.nats {
+            if n.preset != Some(PresetName::Open) {
+                names.insert(n.name.clone(), false);
+                if n.preset == Some(PresetName::Cgnat) {
+                    names.insert(format!("{}-cgn", n.name), false);
+                }
+            }
+        }
+        for h in &self.hosts {
+            names.insert(h.name.clone(), true);
+        }
+        names
+    }
+
+    /// Checks that the script and the expectations refer to things that exist.
+    fn check_script(&self) -> Result<(), ScenarioError> {
+        let nodes = self.node_names();
+        let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        let node = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            if nodes.contains_key(name) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    format!("{what} names {name:?}, which is not a host or NAT box"),
+                    format!(
+                        "known names: {}",
+                        nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        };
+        let host = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            if nodes.get(name) == Some(&true) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    format!("{what} names {name:?}, which is not a host"),
+                    format!("hosts: {}", hosts.join(", ")),
+                ))
+            }
+        };
+        for link in &self.links {
+            link.check()?;
+            for n in &link.between {
+                node(n, "a [[link]]")?;
+            }
+        }
+        let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut tags: BTreeSet<&str> = BTreeSet::new();
+        for (i, action) in self.actions.iter().enumerate() {
+            let what = format!("action #{} ({})", i + 1, action.kind());
+            action.check(&what)?;
+            for n in action.hosts() {
+                host(n, &what)?;
+            }
+            for n in action.nodes() {
+                node(n, &what)?;
+            }
+            match action {
+                Action::Bind { host, socket, .. } => {
+                    if let Some(other) = sockets.insert(socket, host) {
+                        if other != host {
+                            return Err(invalid(
+                                format!("{what}: socket {socket:?} is already bound on {other:?}"),
+                                "socket names are global: pick another name",
+                            ));
+                        }
+                    }
+                }
+                Action::Send {
+                    socket,
+                    tag,
+                    reply_to,
+                    ..
+                } => {
+                    if !sockets.contains_key(socket.as_str()) {
+                        return Err(invalid(
+                            format!("{what}: socket {socket:?} is not bound by an earlier action"),
+                            "add a `do = \"bind\"` action for it before this one",
+                        ));
+                    }
+                    if let Some(r) = reply_to {
+                        if !tags.contains(r.as_str()) {
+                            return Err(invalid(
+                                format!("{what}: reply_to {r:?} is not the tag of an earlier send"),
+                                "reply_to names the tag of a probe sent before",
+                            ));
+                        }
+                    }
+                    tags.insert(tag);
+                }
+                _ => {}
+            }
+        }
+        for (i, e) in self.expectations.iter().enumerate() {
+            let what = format!("expectation #{} ({})", i + 1, e.kind());
+            for s in e.sockets() {
+                if !sockets.contains_key(s) {
+                    return Err(invalid(
+                        format!("{what} names socket {s:?}, which no action binds"),
+                        format!(
+                            "bound sockets: {}",
+                            sockets.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            for t in e.tags() {
+                if !tags.contains(t) {
+                    return Err(invalid(
+                        format!("{what} names tag {t:?}, which no send action uses"),
+                        "check the spelling against the `tag` of your send actions",
+                    ));
+                }
+            }
+            for n in e.nodes() {
+                node(n, &what)?;
+            }
+            e.check(&what)?;
+        }
+        Ok(())
+    }
+}
