@@ -137,6 +137,7 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         down: BTreeSet::new(),
         clock: Duration::ZERO,
         failures: Vec::new(),
+        pending: false,
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
@@ -186,11 +187,26 @@ struct Player {
     down: BTreeSet<String>,
     clock: Duration,
     failures: Vec<CheckResult>,
+    /// Commands were sent that hosts have not run yet.
+    pending: bool,
 }
 
 impl Player {
     fn step_until(&mut self, t: Duration) -> Result<(), ScenarioError> {
         while self.sim.elapsed() < t {
+            self.pending = false;
+            self.sim
+                .step()
+                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Lets hosts run the commands already sent (one step), so that an action that changes the
+    /// world (crash, partition, link faults) takes effect after them, in script order.
+    fn flush(&mut self) -> Result<(), ScenarioError> {
+        if self.pending {
+            self.pending = false;
             self.sim
                 .step()
                 .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
@@ -221,6 +237,7 @@ impl Player {
         if self.inboxes[host].send(command).is_err() {
             self.fail(n, action, format!("{host} stopped taking commands"));
         }
+        self.pending = true;
     }
 
     fn id(&self, name: &str) -> usize {
@@ -228,6 +245,9 @@ impl Player {
     }
 
     fn play(&mut self, n: usize, action: &Action) -> Result<(), ScenarioError> {
+        if !matches!(action, Action::Bind { .. } | Action::Send { .. }) {
+            self.flush()?;
+        }
         match action {
             Action::Wait { duration, until } => {
                 let target = match (duration, until) {
@@ -244,7 +264,7 @@ impl Player {
                     return Ok(());
                 }
                 self.step_until(target)?;
-                self.clock = target;
+                self.clock = target.max(self.clock);
             }
             Action::Bind { host, socket, port } => {
                 self.note(host, format!("bind {socket} port {port}"));
