@@ -107,12 +107,12 @@ impl Fabric {
         self.alive.load(Ordering::Relaxed)
     }
 
-    /// Waits for the next envelope; returns it and the node that sent it (the previous hop).
-    /// Undecodable datagrams and senders that are not nodes are skipped.
-    pub async fn recv(&self) -> io::Result<(Envelope, NodeId)> {
-        let mut buf = vec![0u8; MAX_ENVELOPE];
+    /// Waits for the next envelope, using `buf` (at least [`MAX_ENVELOPE`] bytes) to receive;
+    /// returns it and the node that sent it (the previous hop). Undecodable datagrams and
+    /// senders that are not nodes are skipped.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(Envelope, NodeId)> {
         loop {
-            let (n, origin) = self.socket.recv_from(&mut buf).await?;
+            let (n, origin) = self.socket.recv_from(buf).await?;
             let hop = self.world.by_carrier(origin.ip());
             if let (Some(env), Some(hop)) = (Envelope::decode(&buf[..n]), hop) {
                 return Ok((env, hop));

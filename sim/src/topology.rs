@@ -124,7 +124,8 @@ impl Topology {
         self.entries.iter().map(|e| e.name.as_str())
     }
 
-    fn validate(&self) -> Result<(), TopologyError> {
+    /// Checks names and nesting without building anything.
+    pub fn validate(&self) -> Result<(), TopologyError> {
         let mut nats = BTreeMap::new();
         for e in &self.entries {
             let valid = !e.name.is_empty()

@@ -95,6 +95,8 @@ pub struct World {
     nets: Vec<Net>,
     by_name: BTreeMap<String, NodeId>,
     by_carrier: BTreeMap<Ipv4Addr, NodeId>,
+    /// Who owns each address on each network (a NAT box owns its inside address too).
+    owners: BTreeMap<(NetId, Ipv4Addr), NodeId>,
     faults: Mutex<Faults>,
     trace: Trace,
     /// How many times each node's network stack has started (restarts draw fresh randomness).
@@ -129,8 +131,16 @@ impl World {
             .enumerate()
             .map(|(i, n)| (n.carrier, i))
             .collect();
+        let mut owners = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            owners.insert((n.net, n.addr), i);
+            if let Some(side) = &n.nat {
+                owners.insert((side.lan, side.inside_addr), i);
+            }
+        }
         Arc::new(World {
             seed,
+            owners,
             nodes,
             nets,
             by_name,
@@ -194,12 +204,7 @@ impl World {
     /// `dst` on that network, else the network's gateway; `None` when the internet has no
     /// such address (private addresses are not routable there).
     pub fn next_hop(&self, net: NetId, dst: Ipv4Addr) -> Option<NodeId> {
-        let owner = self.nodes.iter().position(|n| {
-            (n.net == net && n.addr == dst)
-                || n.nat
-                    .as_ref()
-                    .is_some_and(|s| s.lan == net && s.inside_addr == dst)
-        });
+        let owner = self.owners.get(&(net, dst)).copied();
         owner.or(self.nets[net].gateway)
     }
 

@@ -6,7 +6,7 @@
 //! from the LAN arrives at its proxy port and leaves from the box's own outside address.
 
 use super::{InboundDrop, NatTable};
-use crate::fabric::{Envelope, Fabric};
+use crate::fabric::{Envelope, Fabric, MAX_ENVELOPE};
 use crate::net::decode_proxy_request;
 use crate::net::{tcp_connect_raw, SimNet, PROXY_OK, PROXY_REFUSED, PROXY_REQUEST};
 use crate::trace::{self, now};
@@ -31,8 +31,9 @@ pub async fn run(world: Arc<World>, node: NodeId) -> turmoil::Result {
         table,
         side,
     };
+    let mut buf = vec![0u8; MAX_ENVELOPE];
     loop {
-        let (env, hop) = nat.fabric.recv().await?;
+        let (env, hop) = nat.fabric.recv(&mut buf).await?;
         nat.handle(env, hop);
     }
 }

@@ -15,7 +15,7 @@ pub(crate) use tcp::{
 pub use tcp::{SimListener, SimStream};
 pub use udp::SimUdpSocket;
 
-use crate::fabric::{Envelope, Fabric};
+use crate::fabric::{Envelope, Fabric, MAX_ENVELOPE};
 use crate::trace;
 use crate::world::{lock, NodeId, World};
 use pilot::net::Network;
@@ -183,34 +183,30 @@ impl Endpoint {
 
     /// Hands an arrived envelope to the socket bound on its destination port.
     fn deliver(&self, env: Envelope) {
-        let world = self.world();
+        let trace = self.world().trace();
         let name = self.fabric.name();
-        let inbox = lock(&self.sockets).get(&env.dst.port()).cloned();
-        let why = match inbox {
-            None => "port unreachable",
-            Some(tx) => {
-                let detail = trace::packet(&env.payload);
-                match tx.try_send((env.payload, SocketAddr::V4(env.src))) {
-                    Ok(()) => {
-                        world.trace().event(name, "recv", env.src, env.dst, detail);
-                        return;
-                    }
-                    Err(_) => {
-                        let why = format!("{detail} socket queue full");
-                        world.trace().event(name, "drop", env.src, env.dst, why);
-                        return;
-                    }
-                }
-            }
+        let detail = trace::packet(&env.payload);
+        let (src, dst) = (env.src, env.dst);
+        let Some(inbox) = lock(&self.sockets).get(&dst.port()).cloned() else {
+            return trace.event(name, "drop", src, dst, format!("{detail} port unreachable"));
         };
-        let why = format!("{} {why}", trace::packet(&env.payload));
-        world.trace().event(name, "drop", env.src, env.dst, why);
+        match inbox.try_send((env.payload, SocketAddr::V4(src))) {
+            Ok(()) => trace.event(name, "recv", src, dst, detail),
+            Err(_) => trace.event(
+                name,
+                "drop",
+                src,
+                dst,
+                format!("{detail} socket queue full"),
+            ),
+        }
     }
 
     /// The receiving task of the host: runs until the host's software stops.
     async fn receive(self: Arc<Self>) {
         let _alive = self.fabric.liveness();
-        while let Ok((env, _hop)) = self.fabric.recv().await {
+        let mut buf = vec![0u8; MAX_ENVELOPE];
+        while let Ok((env, _hop)) = self.fabric.recv(&mut buf).await {
             if env.dst.ip() == &self.addr() {
                 self.deliver(env);
             } else {

@@ -252,8 +252,7 @@ impl Scenario {
         for host in &self.hosts {
             topo.host(&host.name, behind(&open, &host.behind));
         }
-        // Build once to validate names and nesting (cheap: no host runs until stepped).
-        topo.build().map_err(|e| {
+        topo.validate().map_err(|e| {
             invalid(
                 e.to_string(),
                 "declare every [[nat]] before anything behind it, and give each node a unique name",

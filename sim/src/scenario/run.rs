@@ -105,9 +105,6 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         .topology()?
         .build()
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
-    for link in &scenario.links {
-        apply_link(&sim, &world, link);
-    }
     // Every action target was checked by `Scenario::parse`; `to` targets are checked here.
     for a in &scenario.actions {
         if let Action::Send { to: Some(to), .. } = a {
@@ -126,6 +123,11 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
             agent::run(net.clone(), rx.clone(), reports.clone())
         });
         inboxes.insert(host.name.clone(), tx);
+    }
+
+    // After every host is registered: turmoil only has links between registered hosts.
+    for link in &scenario.links {
+        apply_link(&sim, &world, link);
     }
 
     let mut player = Player {
