@@ -24,3 +24,24 @@ fn every_shipped_scenario_passes() {
         );
     }
 }
+
+#[test]
+fn the_example_in_the_docs_passes() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/SCENARIOS.md");
+    let text = std::fs::read_to_string(docs).unwrap();
+    let examples: Vec<&str> = text
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("[[expect]]"))
+        .collect();
+    assert!(
+        !examples.is_empty(),
+        "no complete example in docs/SCENARIOS.md"
+    );
+    for example in examples {
+        let scenario = Scenario::parse(example).unwrap();
+        let outcome = run(&scenario, None).unwrap();
+        assert!(outcome.passed(), "{}", outcome.summary());
+    }
+}
