@@ -127,6 +127,11 @@ fn bad_scenarios_give_a_clear_error_and_exit_two() {
             "\"nobody\", which is not a host or NAT box",
         ),
         (
+            "not-adjacent.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"partition\"\nbetween = [\"a\", \"server\"]\n"),
+            "never exchange traffic directly",
+        ),
+        (
             "unknown-action.toml",
             &format!("{SMALL}\n[[action]]\ndo = \"teleport\"\n"),
             "unknown variant `teleport`",

@@ -243,3 +243,79 @@ fn lan_addr(carrier: bool, lan: usize, host: u8) -> Ipv4Addr {
 pub fn epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> Arc<World> {
+        let mut topo = Topology::new(1);
+        topo.host("server", None)
+            .nat("home", NatConfig::preset(Preset::FullCone), None)
+            .host("laptop", Some("home"))
+            .host("phone", Some("home"))
+            .cgnat("flat", NatConfig::preset(Preset::Symmetric))
+            .host("tv", Some("flat"));
+        topo.build().unwrap().1
+    }
+
+    #[test]
+    fn addresses_follow_the_plan() {
+        let w = world();
+        let addr = |n: &str| w.node(w.find(n).unwrap()).addr.to_string();
+        assert_eq!(addr("server"), "192.168.0.1");
+        assert_eq!(addr("home"), "192.168.0.2");
+        assert_eq!(addr("laptop"), "10.1.0.2");
+        assert_eq!(addr("phone"), "10.1.0.3");
+        // The carrier's network holds a NAT box, so it uses the shared address space.
+        assert_eq!(addr("flat-cgn"), "192.168.0.5");
+        assert_eq!(addr("flat"), "100.64.2.2");
+        assert_eq!(addr("tv"), "10.3.0.2");
+        let public = |n: &str| w.public_addr(w.find(n).unwrap()).to_string();
+        assert_eq!(public("laptop"), "192.168.0.2");
+        assert_eq!(public("tv"), "192.168.0.5");
+        assert_eq!(public("server"), "192.168.0.1");
+    }
+
+    #[test]
+    fn next_hops_stay_on_the_network_or_go_to_the_gateway() {
+        let w = world();
+        let id = |n: &str| w.find(n).unwrap();
+        let net = |n: &str| w.node(id(n)).net;
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        // On a LAN: neighbours directly, anything else via the box.
+        assert_eq!(w.next_hop(net("laptop"), ip("10.1.0.3")), Some(id("phone")));
+        assert_eq!(
+            w.next_hop(net("laptop"), ip("192.168.0.1")),
+            Some(id("home"))
+        );
+        assert_eq!(w.next_hop(net("laptop"), ip("10.1.0.1")), Some(id("home")));
+        // On the internet: owners only; private addresses go nowhere.
+        assert_eq!(w.next_hop(INTERNET, ip("192.168.0.2")), Some(id("home")));
+        assert_eq!(w.next_hop(INTERNET, ip("10.1.0.2")), None);
+        // Nested: the home box of a cgnat forwards into the carrier's network.
+        assert_eq!(
+            w.next_hop(net("flat"), ip("192.168.0.1")),
+            Some(id("flat-cgn"))
+        );
+    }
+
+    #[test]
+    fn bad_topologies_are_refused() {
+        let mut dup = Topology::new(1);
+        dup.host("a", None).host("a", None);
+        assert_eq!(
+            dup.validate(),
+            Err(TopologyError::DuplicateName("a".into()))
+        );
+        let mut order = Topology::new(1);
+        order.host("a", Some("nat"));
+        assert!(matches!(
+            order.validate(),
+            Err(TopologyError::UnknownNat { .. })
+        ));
+        let mut ip = Topology::new(1);
+        ip.host("10.0.0.1", None);
+        assert!(matches!(ip.validate(), Err(TopologyError::BadName(_))));
+    }
+}

@@ -11,7 +11,7 @@ use crate::nat::NatConfig;
 use crate::trace::Trace;
 use pilot::net::{seeded_rng, Rng};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -258,15 +258,6 @@ impl World {
     /// Lets datagrams from `from` to `to` through again.
     pub fn unblock(&self, from: NodeId, to: NodeId) {
         lock(&self.faults).blocked.remove(&(from, to));
-    }
-
-    /// Resolves `ip:port` as seen from the internet to a node name, for readable errors.
-    pub fn describe(&self, addr: SocketAddrV4) -> String {
-        self.nodes
-            .iter()
-            .find(|n| n.net == INTERNET && n.addr == *addr.ip())
-            .map(|n| format!("{} ({addr})", n.name))
-            .unwrap_or_else(|| addr.to_string())
     }
 }
 

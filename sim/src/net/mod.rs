@@ -61,6 +61,13 @@ impl SimNet {
 
     /// The host's endpoint stack for this incarnation, started on first use.
     pub(crate) async fn endpoint(&self) -> io::Result<Arc<Endpoint>> {
+        if self.world.node(self.node).nat.is_some() {
+            // The box's device owns its fabric socket; it has no UDP sockets of its own.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a NAT box has no UDP sockets",
+            ));
+        }
         if let Some(ep) = lock(&self.world.endpoints)
             .get(&self.node)
             .and_then(|w| w.upgrade())
@@ -156,7 +163,13 @@ impl Endpoint {
 
     /// Sends a datagram from local `port` to `to`.
     fn send(&self, port: u16, payload: &[u8], to: SocketAddrV4) {
-        let src = SocketAddrV4::new(self.addr(), port);
+        // Like a real stack, a datagram to loopback comes from loopback.
+        let ip = if to.ip().is_loopback() {
+            *to.ip()
+        } else {
+            self.addr()
+        };
+        let src = SocketAddrV4::new(ip, port);
         let world = self.world();
         let name = self.fabric.name();
         world

@@ -261,6 +261,7 @@ impl Scenario {
         Ok(topo)
     }
 
+    /// Every node name, mapped to whether it is a host (rather than a NAT box).
     fn node_names(&self) -> BTreeMap<String, bool> {
         let mut names = BTreeMap::new();
         for n in &self.nats {
@@ -275,6 +276,48 @@ impl Scenario {
             names.insert(h.name.clone(), true);
         }
         names
+    }
+
+    /// For each node, the NAT box it sits behind (`None`: the internet), "open" boxes removed.
+    fn attachments(&self) -> BTreeMap<&str, Option<String>> {
+        let open: BTreeSet<&str> = self
+            .nats
+            .iter()
+            .filter(|n| n.preset == Some(PresetName::Open))
+            .map(|n| n.name.as_str())
+            .collect();
+        let effective = |b: &Option<String>| b.clone().filter(|b| !open.contains(b.as_str()));
+        let mut att = BTreeMap::new();
+        for n in &self.nats {
+            match n.preset {
+                Some(PresetName::Open) => {}
+                Some(PresetName::Cgnat) => {
+                    att.insert(n.name.as_str(), Some(format!("{}-cgn", n.name)));
+                }
+                _ => {
+                    att.insert(n.name.as_str(), effective(&n.behind));
+                }
+            }
+        }
+        for h in &self.hosts {
+            att.insert(h.name.as_str(), effective(&h.behind));
+        }
+        att
+    }
+
+    /// Checks that `a` and `b` exchange traffic directly, so that a link between them means
+    /// something: same network, or one is the other's NAT box.
+    fn check_adjacent(&self, a: &str, b: &str, what: &str) -> Result<(), ScenarioError> {
+        let att = self.attachments();
+        let of = |n: &str| att.get(n).cloned().flatten();
+        let (x, y) = (of(a), of(b));
+        if x == y || x.as_deref() == Some(b) || y.as_deref() == Some(a) {
+            return Ok(());
+        }
+        Err(invalid(
+            format!("{what}: {a:?} and {b:?} never exchange traffic directly"),
+            "a link joins two nodes on the same network, or a host and the NAT box it sits behind",
+        ))
     }
 
     /// Checks that the script and the expectations refer to things that exist.
@@ -309,6 +352,7 @@ impl Scenario {
             for n in &link.between {
                 node(n, "a [[link]]")?;
             }
+            self.check_adjacent(&link.between[0], &link.between[1], "a [[link]]")?;
         }
         let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
         let mut tags: BTreeSet<&str> = BTreeSet::new();
@@ -320,6 +364,12 @@ impl Scenario {
             }
             for n in action.nodes() {
                 node(n, &what)?;
+            }
+            if let Action::Partition { between, .. }
+            | Action::Heal { between }
+            | Action::SetLink(LinkSpec { between, .. }) = action
+            {
+                self.check_adjacent(&between[0], &between[1], &what)?;
             }
             match action {
                 Action::Bind { host, socket, .. } => {
