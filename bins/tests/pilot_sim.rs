@@ -132,6 +132,21 @@ fn bad_scenarios_give_a_clear_error_and_exit_two() {
             "never exchange traffic directly",
         ),
         (
+            "bad-target.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"send\"\nsocket = \"x\"\nto = \"server\"\ntag = \"t\"\n"),
+            "is not host:port",
+        ),
+        (
+            "too-long.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"wait\"\nuntil = \"2h\"\n"),
+            "unknown unit",
+        ),
+        (
+            "way-too-long.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"wait\"\nfor = \"200m\"\n"),
+            "past 3600 s of simulated time",
+        ),
+        (
             "unknown-action.toml",
             &format!("{SMALL}\n[[action]]\ndo = \"teleport\"\n"),
             "unknown variant `teleport`",

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const EPOCH_SECS: u64 = 1_700_000_000;
 /// Turmoil's link latency unless set otherwise.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(1);
+/// Nodes one private network holds (`.2` to `.254`).
+const MAX_LAN_MEMBERS: usize = 253;
 /// How much simulated time one turmoil step covers.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
@@ -42,6 +44,9 @@ pub enum TopologyError {
     /// More private networks than the address plan holds.
     #[error("too many NAT boxes (at most 250)")]
     TooManyNats,
+    /// More nodes behind one NAT box than its /24 holds.
+    #[error("more than 253 nodes behind {0:?}")]
+    CrowdedLan(String),
     /// A name turmoil could mistake for an address, or an empty name.
     #[error("{0:?} is not a valid host name (use letters, digits, '-', '_' and '.')")]
     BadName(String),
@@ -153,6 +158,16 @@ impl Topology {
         }
         if nats.len() > 250 {
             return Err(TopologyError::TooManyNats);
+        }
+        for nat in nats.keys() {
+            let members = self
+                .entries
+                .iter()
+                .filter(|e| e.behind.as_deref() == Some(nat.as_str()))
+                .count();
+            if members > MAX_LAN_MEMBERS {
+                return Err(TopologyError::CrowdedLan(nat.clone()));
+            }
         }
         Ok(())
     }

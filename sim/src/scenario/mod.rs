@@ -25,6 +25,11 @@ use duration::Dur;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
+
+/// The longest simulated time a script may run (a guard against a typo that would run for
+/// days of wall-clock time).
+pub const MAX_SIMULATED: Duration = Duration::from_secs(3600);
 
 /// Why a scenario cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +325,36 @@ impl Scenario {
         ))
     }
 
+    /// Checks a `to` target: `"name:port"` with a known node, or `"ip:port"`.
+    fn check_target(
+        &self,
+        to: &str,
+        nodes: &BTreeMap<String, bool>,
+        what: &str,
+    ) -> Result<(), ScenarioError> {
+        let hint =
+            "write to = \"server:7000\" (a host or NAT box and a port) or \"192.168.0.1:7000\"";
+        let Some((name, port)) = to.rsplit_once(':') else {
+            return Err(invalid(format!("{what}: {to:?} is not host:port"), hint));
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(invalid(
+                format!("{what}: {port:?} is not a port number"),
+                hint,
+            ));
+        }
+        if name.parse::<std::net::IpAddr>().is_err() && !nodes.contains_key(name) {
+            return Err(invalid(
+                format!("{what}: {name:?} is not a host or NAT box"),
+                format!(
+                    "known names: {}",
+                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that the script and the expectations refer to things that exist.
     fn check_script(&self) -> Result<(), ScenarioError> {
         let nodes = self.node_names();
@@ -354,6 +389,7 @@ impl Scenario {
             }
             self.check_adjacent(&link.between[0], &link.between[1], "a [[link]]")?;
         }
+        let mut clock = Duration::ZERO;
         let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
         let mut tags: BTreeSet<&str> = BTreeSet::new();
         for (i, action) in self.actions.iter().enumerate() {
@@ -372,6 +408,19 @@ impl Scenario {
                 self.check_adjacent(&between[0], &between[1], &what)?;
             }
             match action {
+                Action::Wait { duration, until } => {
+                    clock = match (duration, until) {
+                        (Some(d), _) => clock + d.0,
+                        (None, Some(u)) => clock.max(u.0),
+                        (None, None) => clock,
+                    };
+                    if clock > MAX_SIMULATED {
+                        return Err(invalid(
+                            format!("{what}: the script runs past {} s of simulated time", MAX_SIMULATED.as_secs()),
+                            "scenarios are short stories: shorten the waits (NAT lifetimes can be set per box)",
+                        ));
+                    }
+                }
                 Action::Bind { host, socket, .. } => {
                     if let Some(other) = sockets.insert(socket, host) {
                         if other != host {
@@ -386,8 +435,11 @@ impl Scenario {
                     socket,
                     tag,
                     reply_to,
-                    ..
+                    to,
                 } => {
+                    if let Some(to) = to {
+                        self.check_target(to, &nodes, &what)?;
+                    }
                     if !sockets.contains_key(socket.as_str()) {
                         return Err(invalid(
                             format!("{what}: socket {socket:?} is not bound by an earlier action"),
