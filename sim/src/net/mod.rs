@@ -76,6 +76,8 @@ impl SimNet {
                 return Ok(ep);
             }
         }
+        // No await between the lookup above and the insert below completes later than this
+        // one (turmoil binds synchronously), so two callers cannot both start a stack.
         let fabric = Fabric::bind(self.world.clone(), self.node).await?;
         let ep = Arc::new(Endpoint {
             fabric,
@@ -122,39 +124,39 @@ impl Endpoint {
     /// Binds `port` (0 = any free ephemeral port); returns the port and the socket's inbox.
     fn bind(&self, port: u16) -> io::Result<(u16, mpsc::Receiver<Datagram>)> {
         let mut sockets = lock(&self.sockets);
-        let port = if port != 0 {
-            if sockets.contains_key(&port) {
+        let port = match port {
+            0 => self.ephemeral(&sockets)?,
+            p if sockets.contains_key(&p) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("UDP port {port} is in use"),
-                ));
+                    format!("UDP port {p} is in use"),
+                ))
             }
-            port
-        } else {
-            let mut next = lock(&self.next_port);
-            let free = EPHEMERAL.clone().map(|_| {
-                let p = *next;
-                *next = if p == *EPHEMERAL.end() {
-                    *EPHEMERAL.start()
-                } else {
-                    p + 1
-                };
-                p
-            });
-            let mut chosen = None;
-            for p in free {
-                if !sockets.contains_key(&p) {
-                    chosen = Some(p);
-                    break;
-                }
-            }
-            chosen.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::AddrInUse, "ephemeral UDP ports exhausted")
-            })?
+            p => p,
         };
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         sockets.insert(port, tx);
         Ok((port, rx))
+    }
+
+    /// The next free ephemeral port, going round the range like a real stack.
+    fn ephemeral(&self, sockets: &BTreeMap<u16, Inbox>) -> io::Result<u16> {
+        let mut next = lock(&self.next_port);
+        for _ in EPHEMERAL {
+            let p = *next;
+            *next = if p == *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                p + 1
+            };
+            if !sockets.contains_key(&p) {
+                return Ok(p);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "ephemeral UDP ports exhausted",
+        ))
     }
 
     fn unbind(&self, port: u16) {
