@@ -283,6 +283,11 @@ impl Scenario {
         names
     }
 
+    /// How long the simulation runs after the last action.
+    pub fn settle_time(&self) -> Duration {
+        self.settle.map(|d| d.0).unwrap_or(run::DEFAULT_SETTLE)
+    }
+
     /// For each node, the NAT box it sits behind (`None`: the internet), "open" boxes removed.
     fn attachments(&self) -> BTreeMap<&str, Option<String>> {
         let open: BTreeSet<&str> = self
@@ -356,7 +361,7 @@ impl Scenario {
     }
 
     /// Checks that the script and the expectations refer to things that exist.
-    fn check_script(&self) -> Result<(), ScenarioError> {
+    pub(crate) fn check_script(&self) -> Result<(), ScenarioError> {
         let nodes = self.node_names();
         let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
         let node = |name: &str, what: &str| -> Result<(), ScenarioError> {
@@ -458,6 +463,15 @@ impl Scenario {
                 }
                 _ => {}
             }
+        }
+        if clock + self.settle_time() > MAX_SIMULATED {
+            return Err(invalid(
+                format!(
+                    "the script and its settle time run past {} s of simulated time",
+                    MAX_SIMULATED.as_secs()
+                ),
+                "shorten `settle` or the waits",
+            ));
         }
         for (i, e) in self.expectations.iter().enumerate() {
             let what = format!("expectation #{} ({})", i + 1, e.kind());

@@ -99,19 +99,14 @@ pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String>
 
 /// Runs `scenario` with `seed` (or the scenario's own seed).
 pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioError> {
+    // A scenario built in code has not been through `parse`: check it the same way.
+    scenario.check_script()?;
     let mut scenario = scenario.clone();
     scenario.seed = seed.unwrap_or(scenario.seed);
     let (mut sim, world) = scenario
         .topology()?
         .build()
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
-    // Every action target was checked by `Scenario::parse`; `to` targets are checked here.
-    for a in &scenario.actions {
-        if let Action::Send { to: Some(to), .. } = a {
-            resolve(&world, to).map_err(|e| invalid(e, "write to = \"host:port\""))?;
-        }
-    }
-
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
     for host in &scenario.hosts {
@@ -144,7 +139,7 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
     }
-    let end = player.clock + scenario.settle.map(|d| d.0).unwrap_or(DEFAULT_SETTLE);
+    let end = player.clock + scenario.settle_time();
     player.step_until(end)?;
 
     let observations = lock(&reports.observations).clone();
