@@ -181,3 +181,34 @@ fn wrong_flags_are_refused_by_clap() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
 }
+
+#[test]
+fn search_finds_the_seed_that_breaks_a_flaky_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half the datagrams are lost: some seeds deliver the probe, some do not.
+    let flaky = format!(
+        "{SMALL}\n[[link]]\nbetween = [\"nat\", \"server\"]\nloss = 0.5\n\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"
+    );
+    let file = write(dir.path(), "flaky.toml", &flaky);
+    let path = file.to_str().unwrap();
+    let out = pilot_sim(&["search", path, "--seeds", "40"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let replay = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: "))
+        .expect("a replay line");
+    // The replay command reproduces the failure.
+    let args: Vec<&str> = replay.split(' ').skip(1).collect();
+    let again = pilot_sim(&args);
+    assert_eq!(again.status.code(), Some(1));
+
+    let steady = write(
+        dir.path(),
+        "steady.toml",
+        &format!("{SMALL}\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"),
+    );
+    let out = pilot_sim(&["search", steady.to_str().unwrap(), "--seeds", "5"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every run passed"));
+}

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
+//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0]
 //! ```
 //!
-//! Exit status: 0 when every expectation holds, 1 when one fails (with a line naming the
-//! command that replays the run), 2 when the scenario cannot run.
+//! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
+//! a line naming the command that replays the run), 2 when the scenario cannot run.
 
 use clap::{Parser, Subcommand};
 use pilot_sim::scenario::{self, Scenario};
@@ -39,6 +40,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs a scenario with many seeds and reports the first that fails.
+    Search {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// How many seeds to try.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed to try.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +62,31 @@ fn main() -> ExitCode {
             trace,
             json,
         } => run(file, seed, trace, json),
+        Command::Search { file, seeds, from } => search(file, from, seeds),
+    }
+}
+
+fn search(file: PathBuf, from: u64, seeds: u64) -> ExitCode {
+    let to = from.saturating_add(seeds);
+    let found = Scenario::load(&file).and_then(|s| scenario::search(&s, from..to));
+    match found {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok(None) => {
+            println!("seeds {from}..{to}: every run passed");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(outcome)) => {
+            print!("{}", outcome.summary());
+            println!(
+                "replay: pilot-sim run {} --seed {}",
+                file.display(),
+                outcome.seed
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

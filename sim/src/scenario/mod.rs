@@ -17,7 +17,7 @@ mod run;
 
 pub use action::{Action, LinkSpec};
 pub use expect::{CheckResult, Expectation};
-pub use run::{run, Outcome};
+pub use run::{run, search, Outcome};
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
 use crate::topology::Topology;

@@ -164,6 +164,21 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
     })
 }
 
+/// Runs `scenario` with each seed of `seeds` in turn; returns the first outcome that fails,
+/// or `None` when every seed passes.
+pub fn search(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+) -> Result<Option<Outcome>, ScenarioError> {
+    for seed in seeds {
+        let outcome = run(scenario, Some(seed))?;
+        if !outcome.passed() {
+            return Ok(Some(outcome));
+        }
+    }
+    Ok(None)
+}
+
 fn apply_link(sim: &turmoil::Sim<'_>, world: &World, link: &LinkSpec) {
     let [a, b] = &link.between;
     if let (Some(x), Some(y)) = (world.find(a), world.find(b)) {
