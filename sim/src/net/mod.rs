@@ -1,6 +1,6 @@
 //! [`SimNet`]: the [`pilot::net::Network`] of one simulated host.
 //!
-//! UDP sockets are virtual: each host has one [`Endpoint`] that owns the host's fabric
+//! UDP sockets are virtual: each host has one endpoint stack that owns the host's fabric
 //! attachment and hands arriving envelopes to the socket bound on their destination port.
 //! TCP rides on turmoil's TCP: directly between hosts on the same network, and through the
 //! gateway's proxy for a private host reaching outside, so the server sees the NAT's public
