@@ -60,10 +60,12 @@ impl NatBox {
             .event(self.fabric.name(), "drop", env.src, env.dst, detail);
     }
 
-    fn note(&self, from: SocketAddrV4, to: SocketAddrV4, detail: String) {
+    /// Records a translation of `env`: its addresses before, what happened, its bytes.
+    fn note(&self, env: &Envelope, what: String) {
+        let detail = format!("{what} {}", trace::packet(&env.payload));
         self.world()
             .trace()
-            .event(self.fabric.name(), "nat", from, to, detail);
+            .event(self.fabric.name(), "nat", env.src, env.dst, detail);
     }
 
     fn handle(&mut self, env: Envelope, hop: NodeId) {
@@ -89,7 +91,7 @@ impl NatBox {
             Err(e) => return self.drop_packet(&env, e),
         };
         let new = if out.created { " new" } else { "" };
-        self.note(env.src, env.dst, format!("as {}{new}", out.public));
+        self.note(&env, format!("as {}{new}", out.public));
         let world = self.fabric.world().clone();
         let outside = world.node(self.fabric.node()).net;
         let env = Envelope {
@@ -105,7 +107,7 @@ impl NatBox {
     fn inbound(&mut self, env: Envelope) {
         match self.table.inbound(env.dst.port(), env.src, now()) {
             Ok(inb) => {
-                self.note(env.src, env.dst, format!("to {}", inb.inside));
+                self.note(&env, format!("to {}", inb.inside));
                 self.forward_inside(Envelope {
                     dst: inb.inside,
                     ..env
@@ -133,7 +135,7 @@ impl NatBox {
         match self.table.inbound(env.dst.port(), out.public, now()) {
             Ok(inb) => {
                 let detail = format!("hairpin as {} to {}", out.public, inb.inside);
-                self.note(env.src, env.dst, detail);
+                self.note(&env, detail);
                 self.forward_inside(Envelope {
                     dst: inb.inside,
                     ..translated

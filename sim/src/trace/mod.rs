@@ -2,13 +2,13 @@
 //!
 //! ```text
 //!   0.002000 a            send 10.1.0.2:4000 > 192.168.0.1:7000 2B "p1"
-//!   0.003000 nat-a        nat  10.1.0.2:4000 > 192.168.0.1:7000 as 192.168.0.2:4000 new
+//!   0.003000 nat-a        nat  10.1.0.2:4000 > 192.168.0.1:7000 as 192.168.0.2:4000 new 2B "p1"
 //!   0.004000 server       recv 192.168.0.2:4000 > 192.168.0.1:7000 2B "p1"
 //! ```
 //!
 //! Columns: simulated time in seconds with microseconds, the node where the event happened, the
-//! event, source `>` destination, then details: size and a decoded [`summarize`] of the bytes
-//! for packets, the public endpoint for translations, the reason for drops. Events: `send` and
+//! event, source `>` destination, then details: the translation for `nat` lines, size and a
+//! decoded [`summarize`] of the bytes, the reason for drops. Events: `send` and
 //! `recv` (a UDP datagram leaves or reaches a socket), `nat` (a translation), `drop`, `dup`,
 //! `conn` (a TCP connection opens), `tcp` (bytes written on a TCP stream), and `note` (runner
 //! actions such as crashes). Lines depend only on the scenario and its seed.
