@@ -1,1 +1,23 @@
-//! Simulated internet (in progress)
+//! A deterministic simulated internet for Pilot Protocol, on turmoil.
+//!
+//! - [`topology`]: declare hosts and NAT boxes, build the turmoil simulation.
+//! - [`world`]: the built internet: addresses, routing, link faults, per-host randomness.
+//! - [`net`]: [`SimNet`](net::SimNet), the `pilot::net::Network` of one simulated host.
+//! - [`fabric`]: how simulated UDP travels over turmoil, in envelopes, through faults.
+//! - [`nat`]: NAT boxes (RFC 4787): the sans-IO table and the running device.
+//! - [`trace`]: one canonical line per packet, translation and drop.
+//! - [`scenario`]: the scenario language and its runner.
+//!
+//! Determinism: time comes only from turmoil's clock, randomness only from ChaCha generators
+//! seeded from the scenario seed and host names, and every map whose order reaches output is a
+//! `BTreeMap`. The same scenario and seed give the same trace, byte for byte.
+
+#![forbid(unsafe_code)]
+
+pub mod fabric;
+pub mod nat;
+pub mod net;
+pub mod scenario;
+pub mod topology;
+pub mod trace;
+pub mod world;

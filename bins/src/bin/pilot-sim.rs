@@ -1,1 +1,126 @@
-fn main() {}
+//! `pilot-sim`: runs scenarios on the simulated internet.
+//!
+//! ```text
+//! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
+//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0]
+//! ```
+//!
+//! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
+//! a line naming the command that replays the run), 2 when the scenario cannot run.
+
+use clap::{Parser, Subcommand};
+use pilot_sim::scenario::{self, Scenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pilot-sim",
+    version,
+    about = "Deterministic simulated internet for Pilot Protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario file and checks its expectations.
+    Run {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Writes the trace (one line per packet, translation and drop) to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Prints the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs a scenario with many seeds and reports the first that fails.
+    Search {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// How many seeds to try.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed to try.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            file,
+            seed,
+            trace,
+            json,
+        } => run(file, seed, trace, json),
+        Command::Search { file, seeds, from } => search(file, from, seeds),
+    }
+}
+
+fn search(file: PathBuf, from: u64, seeds: u64) -> ExitCode {
+    let to = from.saturating_add(seeds);
+    let found = Scenario::load(&file).and_then(|s| scenario::search(&s, from..to));
+    match found {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok(None) => {
+            println!("seeds {from}..{to}: every run passed");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(outcome)) => {
+            print!("{}", outcome.summary());
+            println!(
+                "replay: pilot-sim run {} --seed {}",
+                file.display(),
+                outcome.seed
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(file: PathBuf, seed: Option<u64>, trace: Option<PathBuf>, json: bool) -> ExitCode {
+    let outcome = Scenario::load(&file).and_then(|s| scenario::run(&s, seed));
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = trace {
+        if let Err(e) = std::fs::write(&path, outcome.trace_text()) {
+            eprintln!(
+                "error: cannot write the trace to {}: {e}\n  hint: check that the directory exists and is writable",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    if json {
+        println!("{}", outcome.to_json());
+    } else {
+        print!("{}", outcome.summary());
+    }
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "replay: pilot-sim run {} --seed {}",
+            file.display(),
+            outcome.seed
+        );
+        ExitCode::FAILURE
+    }
+}

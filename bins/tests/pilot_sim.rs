@@ -1,0 +1,214 @@
+//! `pilot-sim` as a real process: summaries, exit codes, the replay line, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pilot_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pilot-sim"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const SMALL: &str = r#"
+name = "small"
+seed = 5
+
+[[nat]]
+name = "nat"
+preset = "port-restricted-cone"
+
+[[host]]
+name = "server"
+
+[[host]]
+name = "a"
+behind = "nat"
+
+[[action]]
+do = "bind"
+host = "server"
+socket = "s"
+port = 7000
+
+[[action]]
+do = "bind"
+host = "a"
+socket = "x"
+
+[[action]]
+do = "send"
+socket = "x"
+to = "server:7000"
+tag = "hi"
+"#;
+
+#[test]
+fn a_passing_scenario_exits_zero_and_writes_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ok.toml",
+        &format!("{SMALL}\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"),
+    );
+    let trace = dir.path().join("trace.txt");
+    let out = pilot_sim(&[
+        "run",
+        file.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("pass  s received \"hi\""), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("replay:"), "{stdout}");
+    let trace = std::fs::read_to_string(trace).unwrap();
+    assert!(trace.contains(" nat  10.1.0.2:49152 > "), "{trace}");
+}
+
+#[test]
+fn a_broken_expectation_fails_with_exactly_one_replay_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "broken.toml",
+        &format!("{SMALL}\n[[expect]]\ncheck = \"not-received\"\nsocket = \"s\"\ntag = \"hi\"\n"),
+    );
+    let path = file.to_str().unwrap();
+    let out = pilot_sim(&["run", path, "--seed", "99"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  s did not receive \"hi\""),
+        "{stdout}"
+    );
+    let replays: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("replay:"))
+        .collect();
+    assert_eq!(replays, [format!("replay: pilot-sim run {path} --seed 99")]);
+}
+
+#[test]
+fn json_summary_has_results_and_totals() {
+    let out = pilot_sim(&["run", &scenario("faults.toml"), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scenario"], "faults");
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["totals"]["failed"], 0);
+    assert!(v["results"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn bad_scenarios_give_a_clear_error_and_exit_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("syntax.toml", "name = \n", "TOML parse error"),
+        (
+            "unknown-host.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"crash\"\nhost = \"nobody\"\n"),
+            "\"nobody\", which is not a host or NAT box",
+        ),
+        (
+            "not-adjacent.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"partition\"\nbetween = [\"a\", \"server\"]\n"),
+            "never exchange traffic directly",
+        ),
+        (
+            "bad-target.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"send\"\nsocket = \"x\"\nto = \"server\"\ntag = \"t\"\n"),
+            "is not host:port",
+        ),
+        (
+            "too-long.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"wait\"\nuntil = \"2h\"\n"),
+            "unknown unit",
+        ),
+        (
+            "way-too-long.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"wait\"\nfor = \"200m\"\n"),
+            "past 3600 s of simulated time",
+        ),
+        (
+            "unknown-action.toml",
+            &format!("{SMALL}\n[[action]]\ndo = \"teleport\"\n"),
+            "unknown variant `teleport`",
+        ),
+        (
+            "bad-preset.toml",
+            "[[nat]]\nname = \"n\"\npreset = \"leaky\"\n",
+            "unknown variant `leaky`",
+        ),
+        (
+            "unbound.toml",
+            "[[host]]\nname = \"a\"\n[[action]]\ndo = \"send\"\nsocket = \"s\"\nto = \"a:1\"\ntag = \"t\"\n",
+            "is not bound by an earlier action",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let file = write(dir.path(), name, text);
+        let out = pilot_sim(&["run", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+    let out = pilot_sim(&["run", "/nonexistent/scenario.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn wrong_flags_are_refused_by_clap() {
+    let out = pilot_sim(&["run", "x.toml", "--seed", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
+}
+
+#[test]
+fn search_finds_the_seed_that_breaks_a_flaky_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half the datagrams are lost: some seeds deliver the probe, some do not.
+    let flaky = format!(
+        "{SMALL}\n[[link]]\nbetween = [\"nat\", \"server\"]\nloss = 0.5\n\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"
+    );
+    let file = write(dir.path(), "flaky.toml", &flaky);
+    let path = file.to_str().unwrap();
+    let out = pilot_sim(&["search", path, "--seeds", "40"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let replay = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: "))
+        .expect("a replay line");
+    // The replay command reproduces the failure.
+    let args: Vec<&str> = replay.split(' ').skip(1).collect();
+    let again = pilot_sim(&args);
+    assert_eq!(again.status.code(), Some(1));
+
+    let steady = write(
+        dir.path(),
+        "steady.toml",
+        &format!("{SMALL}\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"),
+    );
+    let out = pilot_sim(&["search", steady.to_str().unwrap(), "--seeds", "5"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every run passed"));
+}

@@ -1,0 +1,83 @@
+//! The probe agent: the software of every scenario host. It binds UDP sockets and sends
+//! probes on the runner's command, through the host's [`SimNet`], and records every datagram
+//! its sockets receive.
+
+use super::expect::Observation;
+use crate::net::{SimNet, SimUdpSocket};
+use crate::trace;
+use crate::world::lock;
+use pilot::net::{Network, UdpSocket};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What the runner asks a host to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Bind {
+        socket: String,
+        port: u16,
+    },
+    Send {
+        socket: String,
+        to: SocketAddr,
+        tag: String,
+    },
+}
+
+/// What all agents report back.
+#[derive(Debug, Default)]
+pub(crate) struct Reports {
+    pub observations: Mutex<Vec<Observation>>,
+    pub errors: Mutex<Vec<String>>,
+}
+
+/// The commands of one host; they outlive its crashes, so the restarted agent takes them over.
+pub(crate) type Commands = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>>;
+
+/// Runs one incarnation of a host's agent.
+pub(crate) async fn run(net: SimNet, commands: Commands, reports: Arc<Reports>) -> turmoil::Result {
+    let name = net.world().node(net.node()).name.clone();
+    let mut commands = commands.lock().await;
+    let mut sockets: BTreeMap<String, Arc<SimUdpSocket>> = BTreeMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Bind { socket, port } => {
+                match net.bind_udp((Ipv4Addr::UNSPECIFIED, port).into()).await {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        tokio::spawn(listen(s.clone(), socket.clone(), reports.clone()));
+                        sockets.insert(socket, s);
+                    }
+                    Err(e) => lock(&reports.errors)
+                        .push(format!("bind {socket} on {name} port {port}: {e}")),
+                }
+            }
+            Command::Send { socket, to, tag } => {
+                let result = match sockets.get(&socket) {
+                    Some(s) => s.send_to(tag.as_bytes(), to).await.map(|_| ()),
+                    None => Err(std::io::Error::other(format!(
+                        "socket {socket} is not bound on {name} (was the host restarted?)"
+                    ))),
+                };
+                if let Err(e) = result {
+                    lock(&reports.errors).push(format!("send {tag:?} from {socket}: {e}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn listen(socket: Arc<SimUdpSocket>, name: String, reports: Arc<Reports>) {
+    let mut buf = vec![0u8; 65_535];
+    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+        lock(&reports.observations).push(Observation {
+            socket: name.clone(),
+            tag: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            from,
+            at: trace::now(),
+        });
+    }
+}

@@ -1,0 +1,504 @@
+//! The scenario language: a seeded, replayable story on a simulated internet.
+//!
+//! A scenario file (TOML) declares hosts and NAT boxes, link faults, a seed, a script of
+//! actions and the expectations that must hold at the end. [`Scenario::parse`] checks it
+//! (every name it refers to exists, every socket is bound before use) and [`run`] plays it on
+//! turmoil and returns an [`Outcome`]: one result per expectation, and the trace.
+//! `docs/SCENARIOS.md` describes the language.
+//!
+//! Actions and expectations are tagged enums (`do = "..."`, `check = "..."`), so later work
+//! adds daemon, registry and beacon actions as new variants.
+
+mod action;
+mod agent;
+pub mod duration;
+mod expect;
+mod run;
+
+pub use action::{Action, LinkSpec};
+pub use expect::{CheckResult, Expectation};
+pub use run::{run, search, Outcome};
+
+use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
+use crate::topology::Topology;
+use duration::Dur;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The longest simulated time a script may run (a guard against a typo that would run for
+/// days of wall-clock time).
+pub const MAX_SIMULATED: Duration = Duration::from_secs(3600);
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the language.
+    #[error("{0}")]
+    Syntax(String),
+    /// The file parses but refers to something that does not exist, or contradicts itself.
+    #[error("{problem}\n  hint: {hint}")]
+    Invalid {
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// The simulation itself failed (a host's software returned an error or panicked).
+    #[error("simulation failed: {0}")]
+    Simulation(String),
+}
+
+fn invalid(problem: impl Into<String>, hint: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        problem: problem.into(),
+        hint: hint.into(),
+    }
+}
+
+/// A parsed, checked scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name (shown in summaries).
+    #[serde(default)]
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The seed of every random choice; `pilot-sim run --seed` overrides it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Turmoil's latency on every link (default 1 ms).
+    pub latency: Option<Dur>,
+    /// How long the simulation runs after the last action (default 1 s).
+    pub settle: Option<Dur>,
+    /// Hosts.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostSpec>,
+    /// NAT boxes.
+    #[serde(default, rename = "nat")]
+    pub nats: Vec<NatSpec>,
+    /// Link faults in force from the start.
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
+    /// The script, in order.
+    #[serde(default, rename = "action")]
+    pub actions: Vec<Action>,
+    /// What must hold at the end.
+    #[serde(default, rename = "expect")]
+    pub expectations: Vec<Expectation>,
+}
+
+/// A host: on the internet, or behind a NAT box.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Its name.
+    pub name: String,
+    /// The NAT box it sits behind.
+    pub behind: Option<String>,
+}
+
+/// The presets a NAT box can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresetName {
+    /// No NAT: hosts "behind" it are public.
+    Open,
+    /// EIM + EIF.
+    FullCone,
+    /// EIM + ADF.
+    RestrictedCone,
+    /// EIM + APDF.
+    PortRestrictedCone,
+    /// APDM + APDF, random ports.
+    Symmetric,
+    /// Two boxes in series: `<name>-cgn` (the carrier's) and `name` (the home box, by default
+    /// port-restricted cone; other fields configure it).
+    Cgnat,
+}
+
+/// A NAT box: a preset, individual behaviours, or a preset with overrides.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSpec {
+    /// Its name.
+    pub name: String,
+    /// A preset to start from.
+    pub preset: Option<PresetName>,
+    /// Mapping behaviour (overrides the preset's).
+    pub mapping: Option<Mapping>,
+    /// Filtering behaviour (overrides the preset's).
+    pub filtering: Option<Filtering>,
+    /// Port allocation (overrides the preset's).
+    pub ports: Option<PortAllocation>,
+    /// Hairpinning (default off).
+    pub hairpinning: Option<bool>,
+    /// Mapping lifetime (default 30 s).
+    pub lifetime: Option<Dur>,
+    /// Another NAT box this one sits behind.
+    pub behind: Option<String>,
+}
+
+impl NatSpec {
+    fn config(&self) -> Result<NatConfig, ScenarioError> {
+        let base = match self.preset {
+            Some(PresetName::FullCone) => Some(Preset::FullCone),
+            Some(PresetName::RestrictedCone) => Some(Preset::RestrictedCone),
+            Some(PresetName::Symmetric) => Some(Preset::Symmetric),
+            Some(PresetName::PortRestrictedCone | PresetName::Cgnat) => {
+                Some(Preset::PortRestrictedCone)
+            }
+            Some(PresetName::Open) | None => None,
+        };
+        let mut config = match base {
+            Some(p) => NatConfig::preset(p),
+            None => {
+                let (Some(mapping), Some(filtering)) = (self.mapping, self.filtering) else {
+                    return Err(invalid(
+                        format!("NAT {:?} has neither a preset nor mapping and filtering", self.name),
+                        "add preset = \"port-restricted-cone\" (or full-cone, restricted-cone, symmetric, cgnat, open), or both mapping and filtering",
+                    ));
+                };
+                NatConfig {
+                    mapping,
+                    filtering,
+                    ..NatConfig::preset(Preset::FullCone)
+                }
+            }
+        };
+        if let Some(m) = self.mapping {
+            config.mapping = m;
+        }
+        if let Some(f) = self.filtering {
+            config.filtering = f;
+        }
+        if let Some(p) = self.ports {
+            config.ports = p;
+        }
+        if let Some(h) = self.hairpinning {
+            config.hairpinning = h;
+        }
+        if let Some(l) = self.lifetime {
+            config.lifetime = l.0;
+        }
+        Ok(config)
+    }
+}
+
+impl Scenario {
+    /// Parses and checks scenario text.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?;
+        scenario.topology()?;
+        scenario.check_script()?;
+        Ok(scenario)
+    }
+
+    /// Reads, parses and checks a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::parse(&text).map_err(|e| match e {
+            ScenarioError::Syntax(msg) => {
+                ScenarioError::Syntax(format!("{}: {msg}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// The topology the scenario declares (NAT boxes first, in file order, then hosts).
+    pub fn topology(&self) -> Result<Topology, ScenarioError> {
+        let mut topo = Topology::new(self.seed);
+        if let Some(l) = self.latency {
+            topo.latency(l.0);
+        }
+        // "open" boxes do not exist: whatever is behind them is public.
+        let open: BTreeSet<&str> = self
+            .nats
+            .iter()
+            .filter(|n| n.preset == Some(PresetName::Open))
+            .map(|n| n.name.as_str())
+            .collect();
+        fn behind<'a>(open: &BTreeSet<&str>, b: &'a Option<String>) -> Option<&'a str> {
+            b.as_deref().filter(|b| !open.contains(b))
+        }
+        for nat in &self.nats {
+            if nat.preset == Some(PresetName::Open) {
+                continue;
+            }
+            let config = nat.config()?;
+            if nat.preset == Some(PresetName::Cgnat) {
+                if nat.behind.is_some() {
+                    return Err(invalid(
+                        format!("cgnat box {:?} cannot sit behind another box", nat.name),
+                        "remove `behind`; cgnat already puts a carrier box in front of it",
+                    ));
+                }
+                topo.cgnat(&nat.name, config);
+            } else {
+                topo.nat(&nat.name, config, behind(&open, &nat.behind));
+            }
+        }
+        for host in &self.hosts {
+            topo.host(&host.name, behind(&open, &host.behind));
+        }
+        topo.validate().map_err(|e| {
+            invalid(
+                e.to_string(),
+                "declare every [[nat]] before anything behind it, and give each node a unique name",
+            )
+        })?;
+        Ok(topo)
+    }
+
+    /// Every node name, mapped to whether it is a host (rather than a NAT box).
+    fn node_names(&self) -> BTreeMap<String, bool> {
+        let mut names = BTreeMap::new();
+        for n in &self.nats {
+            if n.preset != Some(PresetName::Open) {
+                names.insert(n.name.clone(), false);
+                if n.preset == Some(PresetName::Cgnat) {
+                    names.insert(format!("{}-cgn", n.name), false);
+                }
+            }
+        }
+        for h in &self.hosts {
+            names.insert(h.name.clone(), true);
+        }
+        names
+    }
+
+    /// How long the simulation runs after the last action.
+    pub fn settle_time(&self) -> Duration {
+        self.settle.map(|d| d.0).unwrap_or(run::DEFAULT_SETTLE)
+    }
+
+    /// For each node, the NAT box it sits behind (`None`: the internet), "open" boxes removed.
+    fn attachments(&self) -> BTreeMap<&str, Option<String>> {
+        let open: BTreeSet<&str> = self
+            .nats
+            .iter()
+            .filter(|n| n.preset == Some(PresetName::Open))
+            .map(|n| n.name.as_str())
+            .collect();
+        let effective = |b: &Option<String>| b.clone().filter(|b| !open.contains(b.as_str()));
+        let mut att = BTreeMap::new();
+        for n in &self.nats {
+            match n.preset {
+                Some(PresetName::Open) => {}
+                Some(PresetName::Cgnat) => {
+                    att.insert(n.name.as_str(), Some(format!("{}-cgn", n.name)));
+                }
+                _ => {
+                    att.insert(n.name.as_str(), effective(&n.behind));
+                }
+            }
+        }
+        for h in &self.hosts {
+            att.insert(h.name.as_str(), effective(&h.behind));
+        }
+        att
+    }
+
+    /// Checks that `a` and `b` exchange traffic directly, so that a link between them means
+    /// something: same network, or one is the other's NAT box.
+    fn check_adjacent(&self, a: &str, b: &str, what: &str) -> Result<(), ScenarioError> {
+        let att = self.attachments();
+        let of = |n: &str| att.get(n).cloned().flatten();
+        let (x, y) = (of(a), of(b));
+        if x == y || x.as_deref() == Some(b) || y.as_deref() == Some(a) {
+            return Ok(());
+        }
+        Err(invalid(
+            format!("{what}: {a:?} and {b:?} never exchange traffic directly"),
+            "a link joins two nodes on the same network, or a host and the NAT box it sits behind",
+        ))
+    }
+
+    /// Checks a `to` target: `"name:port"` with a known node, or `"ip:port"`.
+    fn check_target(
+        &self,
+        to: &str,
+        nodes: &BTreeMap<String, bool>,
+        what: &str,
+    ) -> Result<(), ScenarioError> {
+        let hint =
+            "write to = \"server:7000\" (a host or NAT box and a port) or \"192.168.0.1:7000\"";
+        let Some((name, port)) = to.rsplit_once(':') else {
+            return Err(invalid(format!("{what}: {to:?} is not host:port"), hint));
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(invalid(
+                format!("{what}: {port:?} is not a port number"),
+                hint,
+            ));
+        }
+        if name.parse::<std::net::IpAddr>().is_err() && !nodes.contains_key(name) {
+            return Err(invalid(
+                format!("{what}: {name:?} is not a host or NAT box"),
+                format!(
+                    "known names: {}",
+                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the script and the expectations refer to things that exist.
+    pub(crate) fn check_script(&self) -> Result<(), ScenarioError> {
+        let nodes = self.node_names();
+        let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        let node = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            if nodes.contains_key(name) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    format!("{what} names {name:?}, which is not a host or NAT box"),
+                    format!(
+                        "known names: {}",
+                        nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        };
+        let host = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            if nodes.get(name) == Some(&true) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    format!("{what} names {name:?}, which is not a host"),
+                    format!("hosts: {}", hosts.join(", ")),
+                ))
+            }
+        };
+        for link in &self.links {
+            link.check()?;
+            for n in &link.between {
+                node(n, "a [[link]]")?;
+            }
+            self.check_adjacent(&link.between[0], &link.between[1], "a [[link]]")?;
+        }
+        let mut clock = Duration::ZERO;
+        let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut tags: BTreeSet<&str> = BTreeSet::new();
+        for (i, action) in self.actions.iter().enumerate() {
+            let what = format!("action #{} ({})", i + 1, action.kind());
+            action.check(&what)?;
+            for n in action.hosts() {
+                host(n, &what)?;
+            }
+            for n in action.nodes() {
+                node(n, &what)?;
+            }
+            if let Action::Partition { between, .. }
+            | Action::Heal { between }
+            | Action::SetLink(LinkSpec { between, .. }) = action
+            {
+                self.check_adjacent(&between[0], &between[1], &what)?;
+            }
+            match action {
+                Action::Wait { duration, until } => {
+                    clock = match (duration, until) {
+                        (Some(d), _) => clock + d.0,
+                        (None, Some(u)) => clock.max(u.0),
+                        (None, None) => clock,
+                    };
+                    if clock > MAX_SIMULATED {
+                        return Err(invalid(
+                            format!("{what}: the script runs past {} s of simulated time", MAX_SIMULATED.as_secs()),
+                            "scenarios are short stories: shorten the waits (NAT lifetimes can be set per box)",
+                        ));
+                    }
+                }
+                Action::Bind { host, socket, .. } => {
+                    if let Some(other) = sockets.insert(socket, host) {
+                        if other != host {
+                            return Err(invalid(
+                                format!("{what}: socket {socket:?} is already bound on {other:?}"),
+                                "socket names are global: pick another name",
+                            ));
+                        }
+                    }
+                }
+                Action::Send {
+                    socket,
+                    tag,
+                    reply_to,
+                    to,
+                } => {
+                    if let Some(to) = to {
+                        self.check_target(to, &nodes, &what)?;
+                    }
+                    if !sockets.contains_key(socket.as_str()) {
+                        return Err(invalid(
+                            format!("{what}: socket {socket:?} is not bound by an earlier action"),
+                            "add a `do = \"bind\"` action for it before this one",
+                        ));
+                    }
+                    if let Some(r) = reply_to {
+                        if !tags.contains(r.as_str()) {
+                            return Err(invalid(
+                                format!("{what}: reply_to {r:?} is not the tag of an earlier send"),
+                                "reply_to names the tag of a probe sent before",
+                            ));
+                        }
+                    }
+                    tags.insert(tag);
+                }
+                _ => {}
+            }
+        }
+        if clock + self.settle_time() > MAX_SIMULATED {
+            return Err(invalid(
+                format!(
+                    "the script and its settle time run past {} s of simulated time",
+                    MAX_SIMULATED.as_secs()
+                ),
+                "shorten `settle` or the waits",
+            ));
+        }
+        for (i, e) in self.expectations.iter().enumerate() {
+            let what = format!("expectation #{} ({})", i + 1, e.kind());
+            for s in e.sockets() {
+                if !sockets.contains_key(s) {
+                    return Err(invalid(
+                        format!("{what} names socket {s:?}, which no action binds"),
+                        format!(
+                            "bound sockets: {}",
+                            sockets.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            for t in e.tags() {
+                if !tags.contains(t) {
+                    return Err(invalid(
+                        format!("{what} names tag {t:?}, which no send action uses"),
+                        "check the spelling against the `tag` of your send actions",
+                    ));
+                }
+            }
+            for n in e.nodes() {
+                node(n, &what)?;
+            }
+            e.check(&what)?;
+        }
+        Ok(())
+    }
+}

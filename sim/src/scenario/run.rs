@@ -1,0 +1,362 @@
+//! Playing a scenario on turmoil, step by step, and judging it.
+
+use super::action::{Action, LinkSpec};
+use super::agent::{self, Command, Reports};
+use super::expect::CheckResult;
+use super::{invalid, Scenario, ScenarioError};
+use crate::trace::fmt_time;
+use crate::world::{lock, World};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long the simulation runs after the last action unless the scenario says otherwise.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+
+/// What a run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed it ran with.
+    pub seed: u64,
+    /// One result per failed action, then one per expectation, in file order.
+    pub results: Vec<CheckResult>,
+    /// The trace.
+    #[serde(skip)]
+    pub trace: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether every action succeeded and every expectation held.
+    pub fn passed(&self) -> bool {
+        self.results.iter().all(|r| r.passed)
+    }
+
+    /// How many results failed.
+    pub fn failures(&self) -> usize {
+        self.results.iter().filter(|r| !r.passed).count()
+    }
+
+    /// The trace as text, one line per event.
+    pub fn trace_text(&self) -> String {
+        self.trace.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// A readable summary: one line per result, then the totals.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "scenario {:?}, seed {}: {} checks\n",
+            self.scenario,
+            self.seed,
+            self.results.len()
+        );
+        for r in &self.results {
+            let verdict = if r.passed { "pass" } else { "FAIL" };
+            out.push_str(&format!("  {verdict}  {} ({})\n", r.description, r.detail));
+        }
+        let failed = self.failures();
+        out.push_str(&format!(
+            "{} passed, {} failed\n",
+            self.results.len() - failed,
+            failed
+        ));
+        out
+    }
+
+    /// The summary as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let failed = self.failures();
+        serde_json::json!({
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "passed": self.passed(),
+            "results": self.results,
+            "totals": { "passed": self.results.len() - failed, "failed": failed },
+        })
+    }
+}
+
+/// Resolves a `to` target: `"name:port"` (the node's public address) or `"ip:port"`.
+pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?} is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} in {target:?} is not a port number"))?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let id = world
+        .find(host)
+        .ok_or_else(|| format!("{host:?} in {target:?} is not a host or NAT box"))?;
+    Ok(SocketAddr::from((world.public_addr(id), port)))
+}
+
+/// Runs `scenario` with `seed` (or the scenario's own seed).
+pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioError> {
+    // A scenario built in code has not been through `parse`: check it the same way.
+    scenario.check_script()?;
+    let mut scenario = scenario.clone();
+    scenario.seed = seed.unwrap_or(scenario.seed);
+    let (mut sim, world) = scenario
+        .topology()?
+        .build()
+        .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
+    let reports = Arc::new(Reports::default());
+    let mut inboxes = BTreeMap::new();
+    for host in &scenario.hosts {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx: agent::Commands = Arc::new(tokio::sync::Mutex::new(rx));
+        let net = world.net(&host.name).expect("hosts are in the world");
+        let reports = reports.clone();
+        sim.host(host.name.as_str(), move || {
+            agent::run(net.clone(), rx.clone(), reports.clone())
+        });
+        inboxes.insert(host.name.clone(), tx);
+    }
+
+    // After every host is registered: turmoil only has links between registered hosts.
+    for link in &scenario.links {
+        apply_link(&sim, &world, link);
+    }
+
+    let mut player = Player {
+        sim,
+        world: world.clone(),
+        reports: reports.clone(),
+        inboxes,
+        sockets: BTreeMap::new(),
+        down: BTreeSet::new(),
+        clock: Duration::ZERO,
+        failures: Vec::new(),
+        pending: false,
+    };
+    for (i, action) in scenario.actions.iter().enumerate() {
+        player.play(i + 1, action)?;
+    }
+    let end = player.clock + scenario.settle_time();
+    player.step_until(end)?;
+
+    let observations = lock(&reports.observations).clone();
+    let trace = world.trace().lines();
+    let mut results = player.failures;
+    results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
+        description: "host software did what it was told".to_string(),
+        passed: false,
+        detail: e.clone(),
+    }));
+    results.extend(
+        scenario
+            .expectations
+            .iter()
+            .map(|e| e.judge(&observations, &trace, &world)),
+    );
+    Ok(Outcome {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        results,
+        trace,
+    })
+}
+
+/// Runs `scenario` with each seed of `seeds` in turn; returns the first outcome that fails,
+/// or `None` when every seed passes.
+pub fn search(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+) -> Result<Option<Outcome>, ScenarioError> {
+    for seed in seeds {
+        let outcome = run(scenario, Some(seed))?;
+        if !outcome.passed() {
+            return Ok(Some(outcome));
+        }
+    }
+    Ok(None)
+}
+
+fn apply_link(sim: &turmoil::Sim<'_>, world: &World, link: &LinkSpec) {
+    let [a, b] = &link.between;
+    if let (Some(x), Some(y)) = (world.find(a), world.find(b)) {
+        world.set_link_faults(x, y, link.faults());
+        if let Some(latency) = link.latency {
+            sim.set_link_latency(a.as_str(), b.as_str(), latency.0);
+        }
+    }
+}
+
+struct Player {
+    sim: turmoil::Sim<'static>,
+    world: Arc<World>,
+    reports: Arc<Reports>,
+    inboxes: BTreeMap<String, mpsc::UnboundedSender<Command>>,
+    /// Socket name to host name.
+    sockets: BTreeMap<String, String>,
+    down: BTreeSet<String>,
+    clock: Duration,
+    failures: Vec<CheckResult>,
+    /// Commands were sent that hosts have not run yet.
+    pending: bool,
+}
+
+impl Player {
+    fn step_until(&mut self, t: Duration) -> Result<(), ScenarioError> {
+        while self.sim.elapsed() < t {
+            self.pending = false;
+            self.sim
+                .step()
+                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Lets hosts run the commands already sent (one step), so that an action that changes the
+    /// world (crash, partition, link faults) takes effect after them, in script order.
+    fn flush(&mut self) -> Result<(), ScenarioError> {
+        if self.pending {
+            self.pending = false;
+            self.sim
+                .step()
+                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, n: usize, action: &Action, why: String) {
+        self.failures.push(CheckResult {
+            description: format!(
+                "action #{n} ({}) at {}s",
+                action.kind(),
+                fmt_time(self.clock)
+            ),
+            passed: false,
+            detail: why,
+        });
+    }
+
+    fn note(&self, node: &str, text: String) {
+        self.world.trace().note_at(self.sim.elapsed(), node, text);
+    }
+
+    fn command(&mut self, n: usize, action: &Action, host: &str, command: Command) {
+        if self.down.contains(host) {
+            return self.fail(n, action, format!("{host} is down (crashed)"));
+        }
+        if self.inboxes[host].send(command).is_err() {
+            self.fail(n, action, format!("{host} stopped taking commands"));
+        }
+        self.pending = true;
+    }
+
+    fn id(&self, name: &str) -> usize {
+        self.world.find(name).expect("names were checked")
+    }
+
+    fn play(&mut self, n: usize, action: &Action) -> Result<(), ScenarioError> {
+        if !matches!(action, Action::Bind { .. } | Action::Send { .. }) {
+            self.flush()?;
+        }
+        match action {
+            Action::Wait { duration, until } => {
+                let target = match (duration, until) {
+                    (Some(d), _) => self.clock + d.0,
+                    (None, Some(u)) => u.0,
+                    (None, None) => self.clock,
+                };
+                if target < self.clock {
+                    self.fail(
+                        n,
+                        action,
+                        format!("until {}s is in the past", fmt_time(target)),
+                    );
+                    return Ok(());
+                }
+                self.step_until(target)?;
+                self.clock = target.max(self.clock);
+            }
+            Action::Bind { host, socket, port } => {
+                self.note(host, format!("bind {socket} port {port}"));
+                self.sockets.insert(socket.clone(), host.clone());
+                let command = Command::Bind {
+                    socket: socket.clone(),
+                    port: *port,
+                };
+                self.command(n, action, host, command);
+            }
+            Action::Send {
+                socket,
+                to,
+                reply_to,
+                tag,
+            } => {
+                let host = self.sockets[socket].clone();
+                let dst = match (to, reply_to) {
+                    (Some(to), _) => resolve(&self.world, to)
+                        .map_err(|e| invalid(e, "write to = \"host:port\""))?,
+                    (None, Some(r)) => {
+                        let seen = lock(&self.reports.observations)
+                            .iter()
+                            .find(|o| o.tag == *r)
+                            .map(|o| o.from);
+                        match seen {
+                            Some(from) => from,
+                            None => {
+                                let why = format!("no probe tagged {r:?} has arrived yet");
+                                self.fail(n, action, why);
+                                return Ok(());
+                            }
+                        }
+                    }
+                    (None, None) => unreachable!("checked by Scenario::parse"),
+                };
+                let command = Command::Send {
+                    socket: socket.clone(),
+                    to: dst,
+                    tag: tag.clone(),
+                };
+                self.command(n, action, &host, command);
+            }
+            Action::Crash { host } => {
+                self.note(host, "crash".to_string());
+                self.sim.crash(host.as_str());
+                self.down.insert(host.clone());
+            }
+            Action::Restart { host } => {
+                self.note(host, "restart".to_string());
+                self.sim.bounce(host.as_str());
+                self.down.remove(host);
+            }
+            Action::Partition { between, oneway } => {
+                let [a, b] = between;
+                let (x, y) = (self.id(a), self.id(b));
+                self.world.block(x, y);
+                if *oneway {
+                    self.note(a, format!("partition {a} -> {b}"));
+                    self.sim.partition_oneway(a.as_str(), b.as_str());
+                } else {
+                    self.note(a, format!("partition {a} <-> {b}"));
+                    self.world.block(y, x);
+                    self.sim.partition(a.as_str(), b.as_str());
+                }
+            }
+            Action::Heal { between } => {
+                let [a, b] = between;
+                let (x, y) = (self.id(a), self.id(b));
+                self.note(a, format!("heal {a} <-> {b}"));
+                self.world.unblock(x, y);
+                self.world.unblock(y, x);
+                self.sim.repair(a.as_str(), b.as_str());
+            }
+            Action::SetLink(link) => {
+                let [a, b] = &link.between;
+                self.note(a, format!("set-link {a} <-> {b}"));
+                apply_link(&self.sim, &self.world, link);
+            }
+        }
+        Ok(())
+    }
+}
