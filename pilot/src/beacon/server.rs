@@ -1,0 +1,234 @@
+//! The beacon's async shell: one UDP socket, one receive loop that feeds the sans-IO [`Beacon`]
+//! and sends what it produces, the gossip timer from `tokio::time`, and peer discovery in a task
+//! of its own so that a slow registry never stalls the data path.
+
+use super::config::BeaconConfig;
+use super::discovery::discover_peers;
+use super::gossip::canonical;
+use super::outbox::Outbox;
+use super::state::Beacon;
+use super::stats::BeaconStats;
+use crate::net::{Network, UdpSocket};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Largest datagram read (the Go beacon's buffer; no UDP payload is larger).
+const RECV_BUFFER: usize = 65_535;
+
+/// Where peer beacons come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerSource {
+    /// No peers: a lone beacon.
+    None,
+    /// A fixed list.
+    Static(Vec<SocketAddr>),
+    /// Registry discovery every `period` (first run at start); needs a non-zero beacon ID.
+    Registry {
+        /// The registry's TCP address.
+        registry: SocketAddr,
+        /// How often to re-register and re-list (Go: 30 s; the registry forgets after 60 s).
+        period: Duration,
+    },
+}
+
+/// How to run a beacon server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// UDP address to bind (Go default `:9001`).
+    pub listen: SocketAddr,
+    /// The address registered with the registry; default the bound address (a wildcard IP is
+    /// replaced by the local IP of the registry connection).
+    pub advertise: Option<SocketAddr>,
+    /// The protocol's tunables.
+    pub beacon: BeaconConfig,
+    /// Where peer beacons come from.
+    pub peers: PeerSource,
+}
+
+impl ServerConfig {
+    /// A lone beacon on `listen` with default tunables.
+    pub fn new(listen: SocketAddr) -> Self {
+        ServerConfig {
+            listen,
+            advertise: None,
+            beacon: BeaconConfig::default(),
+            peers: PeerSource::None,
+        }
+    }
+}
+
+/// A bound beacon, ready to [`run`](Self::run).
+pub struct BeaconServer<N: Network> {
+    net: N,
+    socket: Arc<N::Udp>,
+    local: SocketAddr,
+    config: ServerConfig,
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// `to` in the address family of a socket bound to `local` (a dual-stack IPv6 socket sends to
+/// IPv4 peers as mapped addresses); `None` if it cannot be reached from that socket.
+fn for_socket(local: SocketAddr, to: SocketAddr) -> Option<SocketAddr> {
+    match (local.ip(), to.ip()) {
+        (IpAddr::V6(_), IpAddr::V4(v4)) => {
+            Some(SocketAddr::new(v4.to_ipv6_mapped().into(), to.port()))
+        }
+        (IpAddr::V4(_), IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| SocketAddr::new(v4.into(), to.port())),
+        _ => Some(to),
+    }
+}
+
+impl<N: Network> BeaconServer<N> {
+    /// Binds the UDP socket. Registry discovery without a beacon ID is refused, as in Go.
+    pub async fn bind(net: N, config: ServerConfig) -> io::Result<Self> {
+        if matches!(config.peers, PeerSource::Registry { .. }) && config.beacon.beacon_id == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "registry peer discovery needs a non-zero beacon ID",
+            ));
+        }
+        let socket = net.bind_udp(config.listen).await?;
+        let local = socket.local_addr()?;
+        Ok(BeaconServer {
+            net,
+            socket: Arc::new(socket),
+            local,
+            config,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until `shutdown` becomes true (or its sender is dropped); returns the counters.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> io::Result<BeaconStats> {
+        let mut beacon = Beacon::new(self.config.beacon.clone(), now());
+        let advertised = self.config.advertise.unwrap_or(self.local);
+        let own = [canonical(self.local), canonical(advertised)];
+        let not_self = move |peers: &[SocketAddr]| -> Vec<SocketAddr> {
+            peers
+                .iter()
+                .copied()
+                .filter(|p| !own.contains(&canonical(*p)))
+                .collect()
+        };
+
+        let (peers_tx, mut peers_rx) = watch::channel(Vec::<SocketAddr>::new());
+        let discovery = match &self.config.peers {
+            PeerSource::None => None,
+            PeerSource::Static(list) => {
+                beacon.set_peers(&not_self(list));
+                None
+            }
+            &PeerSource::Registry { registry, period } => Some(tokio::spawn(discovery_loop(
+                self.net.clone(),
+                registry,
+                self.config.beacon.beacon_id,
+                advertised,
+                period,
+                peers_tx,
+                shutdown.clone(),
+            ))),
+        };
+
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut out = Outbox::new();
+        loop {
+            let deadline = Instant::from_std(beacon.poll_timeout());
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = tokio::time::sleep_until(deadline) => beacon.handle_timeout(now(), &mut out),
+                Ok(()) = peers_rx.changed() => {
+                    let peers = not_self(&peers_rx.borrow_and_update());
+                    tracing::info!(count = peers.len(), "peer beacons updated");
+                    beacon.set_peers(&peers);
+                }
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => beacon.handle_datagram(now(), from, &buf[..len], &mut out),
+                    // ICMP errors surface here on some systems; they concern one peer only.
+                    Err(e) => tracing::debug!(error = %e, "beacon receive failed"),
+                },
+            }
+            self.flush(&mut out).await;
+        }
+        if let Some(task) = discovery {
+            task.abort();
+        }
+        Ok(*beacon.stats())
+    }
+
+    async fn flush(&self, out: &mut Outbox) {
+        for (to, bytes) in out.iter() {
+            let Some(to) = for_socket(self.local, to) else {
+                continue;
+            };
+            if let Err(e) = self.socket.send_to(bytes, to).await {
+                tracing::debug!(%to, error = %e, "beacon send failed");
+            }
+        }
+        out.clear();
+    }
+}
+
+/// Registers with the registry and publishes the peer list every `period`; a failed round keeps
+/// the previous list.
+async fn discovery_loop<N: Network>(
+    net: N,
+    registry: SocketAddr,
+    beacon_id: u32,
+    advertised: SocketAddr,
+    period: Duration,
+    peers: watch::Sender<Vec<SocketAddr>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next = Instant::now();
+    loop {
+        let round = async {
+            tokio::time::sleep_until(next).await;
+            discover_peers(&net, registry, beacon_id, advertised).await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            result = round => result,
+        };
+        next = Instant::now() + period;
+        match result {
+            Ok(list) => {
+                peers.send_replace(list.iter().map(|p| p.addr).collect());
+            }
+            Err(e) => tracing::warn!(%registry, error = %e, "beacon peer discovery failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_follow_the_socket_family() {
+        let v4: SocketAddr = "0.0.0.0:9001".parse().unwrap();
+        let v6: SocketAddr = "[::]:9001".parse().unwrap();
+        let peer4: SocketAddr = "192.0.2.1:9001".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:9001".parse().unwrap();
+        let peer6: SocketAddr = "[2001:db8::1]:9001".parse().unwrap();
+        assert_eq!(for_socket(v6, peer4), Some(mapped));
+        assert_eq!(for_socket(v4, mapped), Some(peer4));
+        assert_eq!(for_socket(v4, peer6), None);
+        assert_eq!(for_socket(v6, peer6), Some(peer6));
+        assert_eq!(for_socket(v4, peer4), Some(peer4));
+    }
+}
