@@ -41,6 +41,9 @@ pub struct RateLimits {
     pub relay_packets: Rate,
     /// Relay bytes (whole datagrams).
     pub relay_bytes: Rate,
+    /// Rates and bursts of a known peer beacon are this many times the per-source ones (it
+    /// forwards the relays of all its daemons).
+    pub peer_scale: f64,
     /// Most sources tracked individually; sources beyond share one overflow budget.
     pub max_sources: usize,
     /// A source unseen for this long is forgotten (its buckets would be full again anyway).
@@ -57,6 +60,7 @@ impl Default for RateLimits {
             // A relayed stream at a Go daemon's 1 MiB window and a 4175-byte segment is far below.
             relay_packets: Rate::new(5_000.0, 10_000.0),
             relay_bytes: Rate::new(16.0 * 1024.0 * 1024.0, 4.0 * 1024.0 * 1024.0),
+            peer_scale: 16.0,
             max_sources: 65_536,
             source_idle: Duration::from_secs(60),
         }
@@ -124,6 +128,9 @@ impl BeaconConfig {
         self.gossip_interval = self.gossip_interval.max(Duration::from_millis(10));
         let limits = &mut self.limits;
         limits.max_sources = limits.max_sources.max(1);
+        if !(limits.peer_scale.is_finite() && limits.peer_scale >= 1.0) {
+            limits.peer_scale = 1.0;
+        }
         for rate in [
             &mut limits.control,
             &mut limits.sync,

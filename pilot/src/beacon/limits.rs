@@ -21,10 +21,10 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `cost` tokens if there are enough.
-    fn take(&mut self, rate: Rate, now: Instant, cost: f64) -> bool {
+    /// Takes `cost` tokens if there are enough; `scale` multiplies the rate and the burst.
+    fn take(&mut self, rate: Rate, scale: f64, now: Instant, cost: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate.per_sec).min(rate.burst);
+        self.tokens = (self.tokens + elapsed * rate.per_sec * scale).min(rate.burst * scale);
         self.last = self.last.max(now);
         if self.tokens >= cost {
             self.tokens -= cost;
@@ -67,14 +67,17 @@ impl Buckets {
         }
     }
 
-    fn take(&mut self, limits: &RateLimits, now: Instant, budget: Budget) -> bool {
+    fn take(&mut self, limits: &RateLimits, now: Instant, budget: Budget, scale: f64) -> bool {
         self.last_used = self.last_used.max(now);
         match budget {
-            Budget::Control => self.control.take(limits.control, now, 1.0),
-            Budget::Sync => self.sync.take(limits.sync, now, 1.0),
+            Budget::Control => self.control.take(limits.control, scale, now, 1.0),
+            Budget::Sync => self.sync.take(limits.sync, scale, now, 1.0),
             Budget::Relay(len) => {
-                self.relay_packets.take(limits.relay_packets, now, 1.0)
-                    && self.relay_bytes.take(limits.relay_bytes, now, len as f64)
+                self.relay_packets
+                    .take(limits.relay_packets, scale, now, 1.0)
+                    && self
+                        .relay_bytes
+                        .take(limits.relay_bytes, scale, now, len as f64)
             }
         }
     }
@@ -111,18 +114,20 @@ impl SourceLimiter {
         }
     }
 
-    /// Charges `budget` to the source `ip`; false if its bucket is empty.
-    pub fn allow(&mut self, now: Instant, ip: IpAddr, budget: Budget) -> bool {
+    /// Charges `budget` to the source `ip`; false if its bucket is empty. A known peer beacon
+    /// carries many daemons' traffic, so its rates are scaled by `peer_scale`.
+    pub fn allow(&mut self, now: Instant, ip: IpAddr, budget: Budget, peer: bool) -> bool {
         let key = source_key(ip);
         let limits = &self.limits;
+        let scale = if peer { limits.peer_scale } else { 1.0 };
         if let Some(buckets) = self.sources.get_mut(&key) {
-            return buckets.take(limits, now, budget);
+            return buckets.take(limits, now, budget, scale);
         }
         if self.sources.len() >= limits.max_sources {
-            return self.overflow.take(limits, now, budget);
+            return self.overflow.take(limits, now, budget, scale);
         }
         let mut buckets = Buckets::new(limits, now);
-        let allowed = buckets.take(limits, now, budget);
+        let allowed = buckets.take(limits, now, budget, scale);
         self.sources.insert(key, buckets);
         allowed
     }
@@ -165,12 +170,12 @@ mod tests {
         let t0 = Instant::now();
         let mut l = SourceLimiter::new(limits(), t0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!((0..3).all(|_| l.allow(t0, ip, Budget::Control)));
-        assert!(!l.allow(t0, ip, Budget::Control));
+        assert!((0..3).all(|_| l.allow(t0, ip, Budget::Control, false)));
+        assert!(!l.allow(t0, ip, Budget::Control, false));
         // 2 tokens per second: after half a second exactly one is back.
         let t1 = t0 + Duration::from_millis(500);
-        assert!(l.allow(t1, ip, Budget::Control));
-        assert!(!l.allow(t1, ip, Budget::Control));
+        assert!(l.allow(t1, ip, Budget::Control, false));
+        assert!(!l.allow(t1, ip, Budget::Control, false));
     }
 
     #[test]
@@ -180,15 +185,15 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let a2: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!((0..3).all(|_| l.allow(t0, a, Budget::Control)));
+        assert!((0..3).all(|_| l.allow(t0, a, Budget::Control, false)));
         assert!(
-            !l.allow(t0, a2, Budget::Control),
+            !l.allow(t0, a2, Budget::Control, false),
             "same /64 shares a bucket"
         );
-        assert!(l.allow(t0, b, Budget::Control));
+        assert!(l.allow(t0, b, Budget::Control, false));
         // Mapped IPv4 is the same source as plain IPv4.
         let mapped: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
-        assert!(l.allow(t0, mapped, Budget::Control));
+        assert!(l.allow(t0, mapped, Budget::Control, false));
         assert_eq!(l.len(), 2);
     }
 
@@ -197,16 +202,41 @@ mod tests {
         let t0 = Instant::now();
         let mut l = SourceLimiter::new(limits(), t0);
         for i in 1..=2u8 {
-            assert!(l.allow(t0, IpAddr::from([192, 0, 2, i]), Budget::Control));
+            assert!(l.allow(t0, IpAddr::from([192, 0, 2, i]), Budget::Control, false));
         }
         // Sources 3.. share one bucket of 3.
         let allowed = (3..=10u8)
-            .filter(|&i| l.allow(t0, IpAddr::from([192, 0, 2, i]), Budget::Control))
+            .filter(|&i| l.allow(t0, IpAddr::from([192, 0, 2, i]), Budget::Control, false))
             .count();
         assert_eq!(allowed, 3);
         assert_eq!(l.len(), 2);
         l.sweep(t0 + Duration::from_secs(10));
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn peers_get_scaled_rates() {
+        let t0 = Instant::now();
+        let lim = RateLimits {
+            peer_scale: 4.0,
+            ..limits()
+        };
+        let mut l = SourceLimiter::new(lim, t0);
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            (0..20)
+                .filter(|_| l.allow(t0, ip, Budget::Control, true))
+                .count(),
+            3
+        );
+        // The burst is scaled once the bucket refills: 4 × 3 tokens after 6 s at 4 × 2/s.
+        let t1 = t0 + Duration::from_secs(6);
+        assert_eq!(
+            (0..20)
+                .filter(|_| l.allow(t1, ip, Budget::Control, true))
+                .count(),
+            12
+        );
     }
 
     #[test]
@@ -218,8 +248,8 @@ mod tests {
         };
         let mut l = SourceLimiter::new(lim, t0);
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
-        assert!(l.allow(t0, ip, Budget::Relay(600)));
-        assert!(!l.allow(t0, ip, Budget::Relay(600)));
-        assert!(l.allow(t0, ip, Budget::Relay(400)));
+        assert!(l.allow(t0, ip, Budget::Relay(600), false));
+        assert!(!l.allow(t0, ip, Budget::Relay(600), false));
+        assert!(l.allow(t0, ip, Budget::Relay(400), false));
     }
 }

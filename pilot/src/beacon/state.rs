@@ -82,7 +82,7 @@ impl Beacon {
             Some(&kind::SYNC) if from_peer => Budget::Sync,
             _ => Budget::Control,
         };
-        if !self.limiter.allow(now, from.ip(), budget) {
+        if !self.limiter.allow(now, from.ip(), budget, from_peer) {
             self.stats.rate_limited += 1;
             return;
         }
