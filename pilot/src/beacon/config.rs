@@ -125,7 +125,10 @@ impl BeaconConfig {
         self.max_gossip_per_peer = self.max_gossip_per_peer.max(1);
         self.max_sync_nodes = self.max_sync_nodes.clamp(1, MAX_SYNC_NODES_PER_DATAGRAM);
         self.max_relay_len = self.max_relay_len.clamp(9, MAX_UDP_PAYLOAD);
-        self.gossip_interval = self.gossip_interval.max(Duration::from_millis(10));
+        // Bounded above too: deadlines are `now + gossip_interval`, which must not overflow.
+        self.gossip_interval = self
+            .gossip_interval
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let limits = &mut self.limits;
         limits.max_sources = limits.max_sources.max(1);
         if !(limits.peer_scale.is_finite() && limits.peer_scale >= 1.0) {
@@ -147,5 +150,34 @@ impl BeaconConfig {
         // A relay the size limit allows must be able to pass the byte bucket.
         limits.relay_bytes.burst = limits.relay_bytes.burst.max(self.max_relay_len as f64);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitized_clamps_nonsense() {
+        let c = BeaconConfig {
+            max_nodes: 0,
+            max_sync_nodes: usize::MAX,
+            max_relay_len: 0,
+            gossip_interval: Duration::MAX,
+            limits: RateLimits {
+                control: Rate::new(f64::NAN, -1.0),
+                peer_scale: 0.0,
+                ..RateLimits::default()
+            },
+            ..BeaconConfig::default()
+        }
+        .sanitized();
+        assert_eq!(c.max_nodes, 1);
+        assert_eq!(c.max_sync_nodes, MAX_SYNC_NODES_PER_DATAGRAM);
+        assert_eq!(c.max_relay_len, 9);
+        assert_eq!(c.gossip_interval, Duration::from_secs(86_400));
+        assert_eq!(c.limits.control, Rate::new(0.0, 1.0));
+        assert_eq!(c.limits.peer_scale, 1.0);
+        assert_eq!(BeaconConfig::default().sanitized(), BeaconConfig::default());
     }
 }

@@ -73,6 +73,15 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// `peers` without any of `own` (a beacon finds itself in the registry's list).
+fn without_own(peers: &[SocketAddr], own: &[SocketAddr]) -> Vec<SocketAddr> {
+    peers
+        .iter()
+        .copied()
+        .filter(|p| !own.iter().any(|o| canonical(*o) == canonical(*p)))
+        .collect()
+}
+
 /// `to` in the address family of a socket bound to `local` (a dual-stack IPv6 socket sends to
 /// IPv4 peers as mapped addresses); `None` if it cannot be reached from that socket.
 fn for_socket(local: SocketAddr, to: SocketAddr) -> Option<SocketAddr> {
@@ -115,14 +124,8 @@ impl<N: Network> BeaconServer<N> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> io::Result<BeaconStats> {
         let mut beacon = Beacon::new(self.config.beacon.clone(), now());
         let advertised = self.config.advertise.unwrap_or(self.local);
-        let own = [canonical(self.local), canonical(advertised)];
-        let not_self = move |peers: &[SocketAddr]| -> Vec<SocketAddr> {
-            peers
-                .iter()
-                .copied()
-                .filter(|p| !own.contains(&canonical(*p)))
-                .collect()
-        };
+        let own = [self.local, advertised];
+        let not_self = move |peers: &[SocketAddr]| without_own(peers, &own);
 
         let (peers_tx, mut peers_rx) = watch::channel(Vec::<SocketAddr>::new());
         let discovery = match &self.config.peers {
@@ -217,6 +220,14 @@ async fn discovery_loop<N: Network>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_beacon_is_not_its_own_peer() {
+        let own: SocketAddr = "192.0.2.1:9001".parse().unwrap();
+        let other: SocketAddr = "192.0.2.2:9001".parse().unwrap();
+        let mapped_own: SocketAddr = "[::ffff:192.0.2.1]:9001".parse().unwrap();
+        assert_eq!(without_own(&[own, other, mapped_own], &[own]), [other]);
+    }
 
     #[test]
     fn addresses_follow_the_socket_family() {

@@ -20,6 +20,14 @@ use crate::wire::beacon::{kind, BeaconMessage};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// A received Relay: its fields and the whole datagram (forwarded unchanged to a peer beacon).
+struct RelayIn<'a> {
+    sender: u32,
+    destination: u32,
+    inner: &'a [u8],
+    datagram: &'a [u8],
+}
+
 /// A beacon's whole state.
 #[derive(Debug)]
 pub struct Beacon {
@@ -99,7 +107,15 @@ impl Beacon {
                 sender,
                 destination,
                 inner,
-            } => self.on_relay(now, from, from_peer, bytes, sender, destination, inner, out),
+            } => {
+                let relay = RelayIn {
+                    sender,
+                    destination,
+                    inner,
+                    datagram: bytes,
+                };
+                self.on_relay(now, from, from_peer, relay, out)
+            }
             BeaconMessage::Sync { nodes, .. } => {
                 // The node list ends at 7 + 4·count; what follows may be our trailer.
                 let rest = &bytes[7 + 4 * nodes.len()..];
@@ -160,18 +176,20 @@ impl Beacon {
         self.stats.punches += 1;
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_relay(
         &mut self,
         now: Instant,
         from: SocketAddr,
         from_peer: bool,
-        datagram: &[u8],
-        sender: u32,
-        destination: u32,
-        inner: &[u8],
+        relay: RelayIn<'_>,
         out: &mut Outbox,
     ) {
+        let RelayIn {
+            sender,
+            destination,
+            inner,
+            datagram,
+        } = relay;
         if datagram.len() > self.config.max_relay_len {
             self.stats.relay_too_large += 1;
             return;
