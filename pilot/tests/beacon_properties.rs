@@ -1,10 +1,12 @@
 //! Properties of the sans-IO beacon under arbitrary input: no panic, state never beyond its caps,
-//! at most two datagrams out per datagram in, nothing larger than a UDP payload, and the same
-//! inputs always give the same outputs.
+//! at most two datagrams out per datagram in, nothing larger than a UDP payload, nothing sent to
+//! an address that never spoke to the beacon (no reflection), and the same inputs always give the
+//! same outputs.
 
 use pilot::beacon::{Beacon, BeaconConfig, Outbox, Rate, RateLimits};
 use pilot::wire::beacon::BeaconMessage;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ fn config() -> BeaconConfig {
         max_sync_nodes: 5,
         max_relay_len: 512,
         limits: RateLimits {
-            control: Rate::new(50.0, 20.0),
+            control: Rate::new(50.0, 100.0),
             max_sources: MAX_SOURCES,
             ..RateLimits::default()
         },
@@ -32,7 +34,7 @@ fn config() -> BeaconConfig {
 
 /// A few hosts and ports, so that claims collide; hosts 1 and 2 port 9001 are the peers.
 fn source() -> impl Strategy<Value = SocketAddr> {
-    (1u8..8, prop_oneof![Just(9001u16), 1u16..4])
+    (1u8..5, prop_oneof![Just(9001u16), Just(1u16)])
         .prop_map(|(h, p)| SocketAddr::from(([10, 0, 0, h], p)))
 }
 
@@ -46,7 +48,7 @@ fn peers() -> Vec<SocketAddr> {
 
 /// Small node IDs (plus the reserved ones) so that messages refer to each other.
 fn node() -> impl Strategy<Value = u32> {
-    prop_oneof![0u32..40, Just(u32::MAX)]
+    prop_oneof![8 => 1u32..6, 1 => Just(0u32), 1 => 6u32..40, 1 => Just(u32::MAX)]
 }
 
 fn datagram() -> impl Strategy<Value = Vec<u8>> {
@@ -111,11 +113,20 @@ fn run(steps: &[Step], t0: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut now = t0;
     let mut out = Outbox::new();
     let mut sent = Vec::new();
+    // Addresses that announced a node (Discover or Punch Request): the only ones, besides the
+    // current source and the peers, that the beacon may send to.
+    let mut announced = BTreeSet::new();
     for step in steps {
         match step {
             Step::Datagram(from, bytes) => {
+                if matches!(bytes.first(), Some(1 | 3)) {
+                    announced.insert(*from);
+                }
                 beacon.handle_datagram(now, *from, bytes, &mut out);
                 assert!(out.len() <= 2, "one datagram in, at most two out");
+                for (to, _) in out.iter() {
+                    assert!(to == *from || announced.contains(&to) || peers().contains(&to));
+                }
             }
             Step::Advance(ms) => now += Duration::from_millis(*ms),
             Step::Tick => {
