@@ -147,12 +147,19 @@ impl<N: Network> BeaconServer<N> {
 
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut out = Outbox::new();
+        // One timer, re-armed only when the deadline moves (once per tick, not per datagram).
+        let timer = tokio::time::sleep_until(Instant::from_std(beacon.poll_timeout()));
+        tokio::pin!(timer);
         loop {
             let deadline = Instant::from_std(beacon.poll_timeout());
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                () = tokio::time::sleep_until(deadline) => beacon.handle_timeout(now(), &mut out),
+                // Never earlier than the deadline, so the tick always runs and re-arms the timer.
+                () = &mut timer => beacon.handle_timeout(now().max(deadline.into_std()), &mut out),
                 Ok(()) = peers_rx.changed() => {
                     let peers = not_self(&peers_rx.borrow_and_update());
                     tracing::info!(count = peers.len(), "peer beacons updated");
