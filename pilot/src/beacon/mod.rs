@@ -27,4 +27,4 @@ pub use discovery::{discover_peers, DiscoveryError, PeerBeacon};
 pub use outbox::Outbox;
 pub use server::{BeaconServer, PeerSource, ServerConfig};
 pub use state::Beacon;
-pub use stats::BeaconStats;
+pub use stats::{BeaconStats, BeaconStatus};

@@ -7,7 +7,7 @@ use super::discovery::discover_peers;
 use super::gossip::canonical;
 use super::outbox::Outbox;
 use super::state::Beacon;
-use super::stats::BeaconStats;
+use super::stats::{BeaconStats, BeaconStatus};
 use crate::net::{Network, UdpSocket};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +67,7 @@ pub struct BeaconServer<N: Network> {
     socket: Arc<N::Udp>,
     local: SocketAddr,
     config: ServerConfig,
+    status: watch::Sender<BeaconStatus>,
 }
 
 fn now() -> std::time::Instant {
@@ -112,7 +113,14 @@ impl<N: Network> BeaconServer<N> {
             socket: Arc::new(socket),
             local,
             config,
+            status: watch::channel(BeaconStatus::default()).0,
         })
+    }
+
+    /// The beacon's status, updated after every gossip tick and when it stops (cheap: nothing is
+    /// published per datagram).
+    pub fn status(&self) -> watch::Receiver<BeaconStatus> {
+        self.status.subscribe()
     }
 
     /// The bound UDP address.
@@ -150,6 +158,7 @@ impl<N: Network> BeaconServer<N> {
         // One timer, re-armed only when the deadline moves (once per tick, not per datagram).
         let timer = tokio::time::sleep_until(Instant::from_std(beacon.poll_timeout()));
         tokio::pin!(timer);
+        let mut ticks = 0u64;
         loop {
             let deadline = Instant::from_std(beacon.poll_timeout());
             if timer.deadline() != deadline {
@@ -159,7 +168,11 @@ impl<N: Network> BeaconServer<N> {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 // Never earlier than the deadline, so the tick always runs and re-arms the timer.
-                () = &mut timer => beacon.handle_timeout(now().max(deadline.into_std()), &mut out),
+                () = &mut timer => {
+                    beacon.handle_timeout(now().max(deadline.into_std()), &mut out);
+                    ticks += 1;
+                    self.publish(&beacon, ticks);
+                }
                 Ok(()) = peers_rx.changed() => {
                     let peers = not_self(&peers_rx.borrow_and_update());
                     tracing::info!(count = peers.len(), "peer beacons updated");
@@ -176,7 +189,18 @@ impl<N: Network> BeaconServer<N> {
         if let Some(task) = discovery {
             task.abort();
         }
+        self.publish(&beacon, ticks);
         Ok(*beacon.stats())
+    }
+
+    fn publish(&self, beacon: &Beacon, ticks: u64) {
+        self.status.send_replace(BeaconStatus {
+            stats: *beacon.stats(),
+            nodes: beacon.node_count(),
+            gossip: beacon.gossip_count(),
+            peers: beacon.peers(),
+            ticks,
+        });
     }
 
     async fn flush(&self, out: &mut Outbox) {

@@ -41,3 +41,19 @@ pub struct BeaconStats {
     /// Sync datagrams sent.
     pub syncs_sent: u64,
 }
+
+/// A snapshot of a running beacon, published by the server after every gossip tick and when it
+/// stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BeaconStatus {
+    /// Counters since start.
+    pub stats: BeaconStats,
+    /// Node entries held.
+    pub nodes: usize,
+    /// Gossip entries held over all peers.
+    pub gossip: usize,
+    /// The peer beacons, in address order.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Gossip ticks run.
+    pub ticks: u64,
+}
