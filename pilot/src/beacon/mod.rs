@@ -25,6 +25,6 @@ mod tests;
 pub use config::{BeaconConfig, Rate, RateLimits};
 pub use discovery::{discover_peers, DiscoveryError, PeerBeacon};
 pub use outbox::Outbox;
-pub use server::{BeaconServer, PeerSource, ServerConfig};
+pub use server::{BeaconServer, PeerSource, ServerConfig, DEFAULT_DISCOVERY_PERIOD};
 pub use state::Beacon;
 pub use stats::{BeaconStats, BeaconStatus};

@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// How often the Go beacon re-registers and re-lists peers (the registry forgets after 60 s).
+pub const DEFAULT_DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
+
 /// Largest datagram read (the Go beacon's buffer; no UDP payload is larger).
 const RECV_BUFFER: usize = 65_535;
 
@@ -30,7 +33,7 @@ pub enum PeerSource {
     Registry {
         /// The registry's TCP address.
         registry: SocketAddr,
-        /// How often to re-register and re-list (Go: 30 s; the registry forgets after 60 s).
+        /// How often to re-register and re-list ([`DEFAULT_DISCOVERY_PERIOD`]; at least 10 ms).
         period: Duration,
     },
 }
@@ -227,6 +230,8 @@ async fn discovery_loop<N: Network>(
     peers: watch::Sender<Vec<SocketAddr>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A zero period would hammer the registry.
+    let period = period.max(Duration::from_millis(10));
     let mut next = Instant::now();
     loop {
         let round = async {
