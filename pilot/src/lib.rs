@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod beacon;
 pub mod crypto;
 pub mod ipc;
 pub mod net;
