@@ -1,7 +1,7 @@
 //! Decoding of the bytes in a trace line. The one place that knows what Pilot frames look like
 //! to the trace; it grows with `pilot::wire`.
 
-use pilot::wire::Packet;
+use pilot::wire::{Datagram, Packet};
 use std::fmt::Write;
 
 /// How many bytes of an undecodable datagram are shown.
@@ -9,16 +9,15 @@ const HEX_PREFIX: usize = 16;
 /// Longest text payload shown verbatim.
 const TEXT_MAX: usize = 64;
 
-/// A one-line description of `bytes`: a decoded Pilot frame where they parse, short printable
-/// text in quotes (probe tags, JSON), else the first bytes in hex.
+/// A one-line description of `bytes`: a decoded tunnel frame or beacon message (see the
+/// `Display` of [`Datagram`]), a bare Pilot packet, short printable text in quotes (probe tags,
+/// JSON), else the first bytes in hex.
 pub fn summarize(bytes: &[u8]) -> String {
-    if let Some(rest) = bytes.strip_prefix(b"PILT") {
-        if let Ok(p) = Packet::decode(rest) {
-            return format!("PILT {}", packet(&p));
-        }
+    if let Ok(datagram) = Datagram::decode(bytes) {
+        return datagram.to_string();
     }
     if let Ok(p) = Packet::decode(bytes) {
-        return packet(&p);
+        return p.to_string();
     }
     let printable = |b: &u8| b.is_ascii_graphic() || *b == b' ';
     if !bytes.is_empty() && bytes.len() <= TEXT_MAX && bytes.iter().all(printable) {
@@ -36,23 +35,6 @@ pub fn summarize(bytes: &[u8]) -> String {
     }
     out.push(']');
     out
-}
-
-fn packet(p: &Packet<'_>) -> String {
-    let h = &p.header;
-    format!(
-        "{} {} {}:{} > {}:{} seq={} ack={} win={} len={}",
-        h.protocol,
-        h.flags,
-        h.src,
-        h.src_port,
-        h.dst,
-        h.dst_port,
-        h.seq,
-        h.ack,
-        h.window,
-        p.payload.len()
-    )
 }
 
 #[cfg(test)]
@@ -81,7 +63,7 @@ mod tests {
         let bare = summarize(&syn());
         assert_eq!(
             bare,
-            "stream SYN 0:0000.0000.0001:49152 > 0:0000.0000.0002:1000 seq=0 ack=0 win=512 len=0"
+            "stream 0:0000.0000.0001:49152>0:0000.0000.0002:1000 SYN seq=0 ack=0 win=512 len=0"
         );
         let mut framed = b"PILT".to_vec();
         framed.extend(syn());
@@ -89,9 +71,19 @@ mod tests {
     }
 
     #[test]
+    fn beacon_messages_and_tunnel_frames_decode() {
+        assert_eq!(summarize(&[1, 0, 0, 0, 42]), "beacon Discover node=42");
+        assert_eq!(summarize(b"PILP"), "PILP");
+    }
+
+    #[test]
     fn text_and_binary_fall_back() {
         assert_eq!(summarize(b"probe-1"), "\"probe-1\"");
-        assert_eq!(summarize(&[0x50, 0x49, 0x4c, 0x53, 0]), "[50 49 4c 53 00]");
+        assert_eq!(
+            summarize(&[0x50, 0x49, 0x4c, 0x53, 0]),
+            "[50 49 4c 53 00]",
+            "a short PILS"
+        );
         assert_eq!(summarize(&[0u8; 20]).matches("00").count(), 16);
         assert_eq!(summarize(b""), "[]");
     }
