@@ -1,0 +1,1 @@
+//! Transfers under loss, reordering and duplication.

@@ -1,0 +1,6 @@
+//! Tests that drive two connections through an in-memory link in virtual time.
+
+mod harness;
+mod loss;
+mod quirks;
+mod stream;

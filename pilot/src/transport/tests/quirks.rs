@@ -1,0 +1,1 @@
+//! One test per reference quirk fixed (`spec/transport.md` §16).
