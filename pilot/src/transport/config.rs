@@ -41,7 +41,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// How long a closed connection keeps its tuple (reference 10 s).
     pub time_wait: Duration,
-    /// How long a graceful close may wait for the data to be acknowledged before aborting.
+    /// How long a graceful close may go without any of its data being acknowledged before it
+    /// gives up and resets the connection.
     pub linger: Duration,
     /// How long a FIN that arrived ahead of missing data waits for the gap to fill.
     pub fin_gap_timeout: Duration,
@@ -74,7 +75,7 @@ impl Default for Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(120)),
             time_wait: Duration::from_secs(10),
-            linger: Duration::from_secs(30),
+            linger: Duration::from_secs(60),
             fin_gap_timeout: Duration::from_secs(10),
             persist_initial: Duration::from_millis(500),
             persist_max: Duration::from_secs(30),

@@ -200,6 +200,8 @@ pub struct Connection {
 
     dup_acks: u32,
     in_recovery: bool,
+    /// Send one retransmission now regardless of the congestion window.
+    retransmit_now: bool,
     recovery_point: Seq,
     epoch: u32,
     /// Timeouts in a row with no answer from the peer in between.
@@ -213,6 +215,8 @@ pub struct Connection {
     peer_finished: bool,
     /// The held peer FIN was a bare FIN and needs a FIN-ACK (a FIN-ACK never gets one, Q6).
     pending_fin_needs_reply: bool,
+    /// The application called close.
+    close_requested: bool,
     write_blocked: bool,
     readable_signalled: bool,
     /// In-order segments received since the last ACK we sent.
@@ -268,6 +272,7 @@ impl Connection {
             last_adv: 0,
             dup_acks: 0,
             in_recovery: false,
+            retransmit_now: false,
             recovery_point: iss,
             epoch: 0,
             silent_timeouts: 0,
@@ -276,6 +281,7 @@ impl Connection {
             peer_fin: None,
             peer_finished: false,
             pending_fin_needs_reply: false,
+            close_requested: false,
             write_blocked: false,
             readable_signalled: false,
             unacked_segments: 0,
@@ -379,6 +385,16 @@ impl Connection {
         s
     }
 
+    /// Next sequence number this side will send (SendSeq).
+    pub fn send_next(&self) -> u32 {
+        self.send.nxt().0
+    }
+
+    /// Next sequence number this side expects (RecvAck).
+    pub fn recv_next(&self) -> u32 {
+        self.recv.nxt().0
+    }
+
     /// Current retransmission timeout.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
@@ -432,7 +448,7 @@ impl Connection {
     fn can_write(&self) -> bool {
         matches!(self.state, State::SynSent | State::Established)
             && !self.peer_finished
-            && self.linger_until.is_none()
+            && !self.close_requested
     }
 
     // ---- application side ------------------------------------------------------------------
@@ -491,13 +507,15 @@ impl Connection {
     /// Graceful close: no more writes; queued data is delivered and acknowledged, then FIN.
     /// If that takes longer than the linger time, the connection is reset.
     pub fn close(&mut self, now: Instant) {
-        if matches!(self.state, State::SynSent | State::Established) && self.linger_until.is_none()
-        {
+        match self.state {
             // During a dial the close takes effect once connected, after the data.
-            self.linger_until = Some(now + self.config.linger);
-            if self.state == State::Established {
+            State::SynSent => self.close_requested = true,
+            State::Established => {
+                self.close_requested = true;
                 self.state = State::Closing;
+                self.linger_until = Some(now + self.config.linger);
             }
+            _ => {}
         }
     }
 
@@ -588,11 +606,12 @@ impl Connection {
                 self.recv.set_nxt(self.irs.plus(1));
                 self.set_peer_window_from_syn(h.window);
                 // A close requested during the dial starts now.
-                self.state = if self.linger_until.is_some() {
-                    State::Closing
+                if self.close_requested {
+                    self.state = State::Closing;
+                    self.linger_until = Some(now + self.config.linger);
                 } else {
-                    State::Established
-                };
+                    self.state = State::Established;
+                }
                 self.confirmed = true;
                 self.rto_at = None;
                 self.last_recv = now;
@@ -755,6 +774,10 @@ impl Connection {
             }
             self.rtt.reset_backoff();
             self.dup_acks = 0;
+            if self.linger_until.is_some() {
+                // A close waits as long as the data keeps moving; `linger` bounds a stall.
+                self.linger_until = Some(now + self.config.linger);
+            }
             if self.in_recovery {
                 if ack.ge(self.recovery_point) {
                     self.in_recovery = false;
@@ -819,6 +842,9 @@ impl Connection {
                 self.cc.on_congestion_event(now, self.send.flight());
                 self.stats.fast_retransmits += 1;
                 self.send.mark_head_lost(self.epoch);
+                // The first retransmission of an episode goes out whatever the window says
+                // (RFC 6675 §5 step 4.3).
+                self.retransmit_now = true;
             }
             if self.in_recovery {
                 // Every hole the SACK blocks reveal, not one per tick (Q3).
@@ -1126,7 +1152,8 @@ impl Connection {
         let cwnd = self.cc.window();
         let pipe = self.send.pipe();
         if let Some(seg) = self.send.peek_lost() {
-            if pipe == 0 || pipe + u64::from(seg.len) <= cwnd {
+            if pipe == 0 || pipe + u64::from(seg.len) <= cwnd || self.retransmit_now {
+                self.retransmit_now = false;
                 self.send.resend(now, seg.start, self.epoch, out);
                 self.stats.retransmits += 1;
                 if self.rto_at.is_none() {

@@ -3,7 +3,7 @@
 
 use crate::net::{seeded_rng, Rng};
 use crate::transport::{Config, Connection, Event, ReadError, State};
-use crate::wire::{Addr, Header, Packet, SocketAddr};
+use crate::wire::{Addr, Flags, Header, Packet, SocketAddr};
 use rand_core::Rng as _;
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
@@ -51,6 +51,7 @@ impl Link {
 #[derive(Clone, Debug)]
 pub struct Sent {
     pub dir: Dir,
+    pub at: Instant,
     pub header: Header,
     pub payload: Vec<u8>,
 }
@@ -114,6 +115,86 @@ impl Sim {
         }
     }
 
+    /// A simple pair, run until B has seen the handshake ACK.
+    pub fn established(seed: u64) -> Sim {
+        let mut sim = Sim::simple(seed, Link::perfect());
+        assert!(
+            sim.run_until(Duration::from_secs(5), |s| s.b.stats().packets_received
+                >= 1)
+        );
+        sim.trace.clear();
+        sim
+    }
+
+    /// Runs until nothing is in flight on the link and nothing is due before `within`.
+    pub fn settle(&mut self, within: Duration) {
+        let until = self.now + within;
+        loop {
+            self.pump();
+            let quiet = self.queue.is_empty()
+                && [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .all(|t| t > until);
+            if quiet || !self.step() {
+                return;
+            }
+        }
+    }
+
+    /// Encodes a packet from B's side of the tuple to A (or the reverse), for injection.
+    pub fn craft(
+        &self,
+        dir: Dir,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (src, dst) = match dir {
+            Dir::AtoB => (self.a.local(), self.a.remote()),
+            Dir::BtoA => (self.b.local(), self.b.remote()),
+        };
+        let h = Header {
+            flags,
+            src: src.addr,
+            dst: dst.addr,
+            src_port: src.port,
+            dst_port: dst.port,
+            seq,
+            ack,
+            window,
+            ..Header::default()
+        };
+        let mut out = Vec::new();
+        h.encode_packet(payload, &mut out).unwrap();
+        out
+    }
+
+    /// Packets the connection on the `from` side wants to send right now, decoded.
+    pub fn drain(&mut self, from: Dir) -> Vec<Sent> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let conn = match from {
+                Dir::AtoB => &mut self.a,
+                Dir::BtoA => &mut self.b,
+            };
+            if conn.poll_transmit(self.now, &mut buf).is_none() {
+                return out;
+            }
+            let p = Packet::decode(&buf).unwrap();
+            out.push(Sent {
+                dir: from,
+                at: self.now,
+                header: p.header,
+                payload: p.payload.to_vec(),
+            });
+        }
+    }
+
     pub fn simple(seed: u64, link: Link) -> Sim {
         Sim::new(seed, link, Config::default(), Config::default(), 1000, 5000)
     }
@@ -149,6 +230,7 @@ impl Sim {
         let p = Packet::decode(bytes).expect("connections emit valid packets");
         self.trace.push(Sent {
             dir,
+            at: self.now,
             header: p.header,
             payload: p.payload.to_vec(),
         });
@@ -259,7 +341,12 @@ impl Sim {
                     }
                     Ok(n) => received.extend_from_slice(&buf[..n]),
                     Err(ReadError::WouldBlock) => break,
-                    Err(ReadError::Closed(r)) => panic!("stream failed: {r}"),
+                    Err(ReadError::Closed(r)) => panic!(
+                        "stream failed: {r}; sender {:?} {:?} {:?}",
+                        sim.a.state(),
+                        sim.a.close_reason(),
+                        sim.a.stats()
+                    ),
                 }
             }
             eof && matches!(sim.a.state(), State::TimeWait | State::Closed)
