@@ -531,6 +531,17 @@ impl Connection {
         }
     }
 
+    /// Ends the connection as reset without sending anything: its tuple was taken over by a
+    /// new connection from the same peer (a restart), which an RST would hit.
+    pub fn discard(&mut self, now: Instant) {
+        self.finish(CloseReason::Reset, now);
+    }
+
+    /// Whether events are waiting.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

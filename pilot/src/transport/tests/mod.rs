@@ -1,5 +1,6 @@
 //! Tests that drive two connections through an in-memory link in virtual time.
 
+mod endpoint;
 mod harness;
 mod loss;
 mod quirks;
