@@ -11,6 +11,7 @@
 use super::config::Config;
 use super::connection::{Connection, Event, Transmit};
 use super::datagram::{self, Datagram, DatagramError, DatagramQueue};
+use super::syn_limit::{SynLimiter, SynLimits};
 use crate::net::Rng;
 use crate::wire::{Addr, Flags, Header, Packet, Protocol, SocketAddr, HEADER_LEN};
 use rand_core::Rng as _;
@@ -52,6 +53,8 @@ pub struct EndpointConfig {
     /// Deliver datagrams for unbound ports to a catch-all queue (the reference's
     /// "every client gets every datagram" behaviour, for clients that expect it).
     pub datagram_receive_all: bool,
+    /// SYN rate limits (T-11); `None` disables them.
+    pub syn_limits: Option<SynLimits>,
 }
 
 impl EndpointConfig {
@@ -67,6 +70,7 @@ impl EndpointConfig {
             datagram_queue: 256,
             datagram_queue_bytes: 1 << 20,
             datagram_receive_all: false,
+            syn_limits: Some(SynLimits::default()),
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct EndpointStats {
     pub datagrams_received: u64,
     /// Datagrams dropped (empty, no port, queue full).
     pub datagrams_dropped: u64,
+    /// SYNs dropped silently by the rate limits.
+    pub syn_rate_limited: u64,
     /// Pongs sent.
     pub pongs: u64,
     /// Endpoint packets dropped because the outbox was full.
@@ -155,6 +161,8 @@ pub struct Endpoint {
     datagram_all: DatagramQueue,
     /// The source port for datagrams sent without a bound port (allocated once, Q23).
     datagram_ephemeral: Option<u16>,
+    /// Created on the first SYN (the endpoint has no `now` before that).
+    syn_limiter: Option<SynLimiter>,
     stats: EndpointStats,
 }
 
@@ -182,6 +190,7 @@ impl Endpoint {
             datagram_ports: HashMap::new(),
             datagram_all,
             datagram_ephemeral: None,
+            syn_limiter: None,
             stats: EndpointStats::default(),
         }
     }
@@ -487,6 +496,16 @@ impl Endpoint {
                 if self.index.get(&tuple) == Some(&id) {
                     self.index.remove(&tuple);
                 }
+            }
+        }
+        if let Some(limits) = self.config.syn_limits {
+            let limiter = self
+                .syn_limiter
+                .get_or_insert_with(|| SynLimiter::new(limits, now));
+            if !limiter.allow(h.src, now) {
+                // Dropped without an answer, as the reference does (T-10 steps 3 and 4).
+                self.stats.syn_rate_limited += 1;
+                return;
             }
         }
         let per_port = self.live_per_port.get(&h.dst_port).copied().unwrap_or(0);

@@ -19,6 +19,7 @@ mod ring;
 pub mod rtt;
 mod send_buf;
 pub mod seq;
+pub mod syn_limit;
 
 pub use config::{Config, MSS};
 pub use connection::{

@@ -587,3 +587,19 @@ fn garbage_stream_packets_never_panic() {
     }
     let _ = id;
 }
+
+/// T-11 with Q24 fixed: SYNs over a source's rate are dropped silently (no RST), and do not use
+/// up the daemon-wide allowance.
+#[test]
+fn syn_flood_from_one_source_is_rate_limited_silently() {
+    let mut net = Net::new(12, |_| {});
+    net.b.listen(7).unwrap();
+    for _ in 0..20 {
+        net.dial(7);
+    }
+    net.pump();
+    net.run_until(Duration::from_millis(5), |_| false);
+    let s = net.b.stats();
+    assert_eq!((s.syn_rate_limited, s.syn_refused), (10, 0));
+    assert_eq!(net.b.connection_count(), 10);
+}
