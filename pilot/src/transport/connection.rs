@@ -80,7 +80,7 @@ pub enum CloseReason {
 pub enum Event {
     /// The handshake completed.
     Connected,
-    /// New data can be read.
+    /// Data became readable (again: after the reader had drained everything).
     Readable,
     /// Room in the send buffer after a write was refused.
     Writable,
@@ -442,7 +442,7 @@ impl Connection {
             + self.send.heap_bytes()
             + self.recv.heap_bytes()
             + self.events.capacity() * std::mem::size_of::<Event>()
-            + 64 // the boxed controller
+            + std::mem::size_of_val(&*self.cc)
     }
 
     fn can_write(&self) -> bool {
@@ -483,14 +483,15 @@ impl Connection {
             return Ok(n);
         }
         self.readable_signalled = false;
-        if self.peer_finished || self.state == State::Closed || self.state == State::TimeWait {
-            return match self.reason {
-                Some(reason) if reason != CloseReason::Graceful => Err(ReadError::Closed(reason)),
-                _ if self.peer_finished || self.reason.is_some() => Ok(0),
-                _ => Err(ReadError::WouldBlock),
-            };
+        if self.peer_finished {
+            // The peer's FIN arrived in order: a clean end, whatever happened to our side.
+            return Ok(0);
         }
-        Err(ReadError::WouldBlock)
+        match self.reason {
+            Some(CloseReason::Graceful) => Ok(0),
+            Some(reason) => Err(ReadError::Closed(reason)),
+            None => Err(ReadError::WouldBlock),
+        }
     }
 
     /// The reader made room: tell the peer when the window had been nearly shut, so a stalled
@@ -581,7 +582,6 @@ impl Connection {
         }
         if f.contains(Flags::RST) {
             if self.state != State::TimeWait && self.rst_acceptable(h) {
-                self.recv_side_reset();
                 self.finish(CloseReason::Reset, now);
             }
             return;
@@ -638,21 +638,22 @@ impl Connection {
         }
     }
 
-    /// RSTs are taken only for this tuple (the endpoint's routing) and only with the expected
-    /// sequence number; the reference's unvalidatable seq 0 / ack 0 form is accepted when
-    /// configured (Q12).
+    /// RSTs are taken only for this tuple (the endpoint's routing) and only with a sequence
+    /// number inside the receive window (RFC 793): our RSTs carry SendSeq, which a peer's
+    /// RecvAck can trail by at most what is in flight, and a blind attacker has to hit a
+    /// window-sized range of 2^32. The reference accepted any RST (Q12); its own RSTs carry
+    /// seq 0 / ack 0 and cannot be validated, so that form is accepted only when configured.
     fn rst_acceptable(&self, h: &Header) -> bool {
         if h.seq == 0 && h.ack == 0 {
             return self.config.accept_unvalidated_rst;
         }
         match self.state {
             State::SynSent => Seq(h.ack) == self.iss.plus(1),
-            _ => Seq(h.seq) == self.recv.nxt(),
+            _ => {
+                let start = self.recv.nxt();
+                Seq(h.seq).in_range(start, start.plus(self.recv.capacity() as u32 + 1))
+            }
         }
-    }
-
-    fn recv_side_reset(&mut self) {
-        self.send.clear();
     }
 
     fn on_fin(&mut self, now: Instant, h: &Header, has_ack: bool) {
@@ -666,6 +667,12 @@ impl Connection {
             return;
         }
         self.last_recv = now;
+        // Our FINs carry RecvAck (the reference's carry 0): take it, so data the peer did
+        // receive is not reported undelivered.
+        let ack = Seq(h.ack);
+        if ack.gt(self.send.una()) && ack.le(self.send.nxt()) {
+            self.send.ack(ack);
+        }
         if has_ack {
             if let Some(fin) = self.fin_seq {
                 if Seq(h.ack) == fin.plus(1) {

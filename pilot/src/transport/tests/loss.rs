@@ -120,3 +120,67 @@ proptest! {
         prop_assert_eq!(digest(&got), digest(&payload));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Both directions at once under random faults and a partition of up to five seconds, then
+    /// both sides close: both streams arrive exactly and both connections end closed.
+    #[test]
+    fn bidirectional_with_partition_then_close(
+        seed in any::<u64>(),
+        loss in 0.0f64..0.15,
+        reorder in 0.0f64..0.2,
+        len_ab in 1usize..150_000,
+        len_ba in 1usize..150_000,
+        cut_at_ms in 0u64..2_000,
+        cut_for_ms in 0u64..5_000,
+    ) {
+        let link = Link { loss, reorder, duplicate: 0.02, ..Link::perfect() };
+        let config = Config {
+            max_transmissions: 40,
+            linger: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(seed, link, config.clone(), config, seed as u32, (seed >> 32) as u32);
+        let ab = data(len_ab, seed);
+        let ba = data(len_ba, !seed);
+        let (mut wa, mut wb) = (0, 0);
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        let (mut eof_a, mut eof_b) = (false, false);
+        let mut buf = vec![0u8; 16 * 1024];
+        let start = sim.now;
+        let done = sim.run_until(Duration::from_secs(3600), |s| {
+            let t = s.now - start;
+            s.cut = t >= Duration::from_millis(cut_at_ms)
+                && t < Duration::from_millis(cut_at_ms + cut_for_ms);
+            if wa < ab.len() {
+                wa += s.a.write(&ab[wa..]).unwrap_or(0);
+            }
+            if wb < ba.len() {
+                wb += s.b.write(&ba[wb..]).unwrap_or(0);
+            }
+            for (conn, got, eof) in [(&mut s.a, &mut ra, &mut eof_a), (&mut s.b, &mut rb, &mut eof_b)] {
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) => { *eof = true; break; }
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Each side closes once it has everything the other sends (no half-close).
+            if ra.len() == ba.len() && rb.len() == ab.len() {
+                let now = s.now;
+                s.a.close(now);
+                s.b.close(now);
+            }
+            s.a.state() == crate::transport::State::Closed && s.b.state() == crate::transport::State::Closed
+        });
+        prop_assert!(done, "{:?} {:?}", sim.a.state(), sim.b.state());
+        prop_assert_eq!(digest(&rb), digest(&ab));
+        prop_assert_eq!(digest(&ra), digest(&ba));
+        prop_assert_eq!(sim.a.close_reason(), Some(crate::transport::CloseReason::Graceful));
+        prop_assert_eq!(sim.b.close_reason(), Some(crate::transport::CloseReason::Graceful));
+    }
+}

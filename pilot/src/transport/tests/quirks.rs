@@ -95,17 +95,29 @@ fn fin_with_wrong_sequence_is_ignored() {
     assert_eq!(read_all(&mut sim.b).unwrap(), b"0123456789");
 }
 
-/// Q12: an RST must carry the expected sequence number; a guessed one is ignored.
+/// Q12: an RST must carry a sequence number in the receive window; a guessed one is ignored.
 #[test]
 fn rst_with_wrong_sequence_is_ignored() {
     let mut sim = Sim::established(23);
     let expected = sim.b.recv_next();
-    for wrong in [expected.wrapping_add(1), expected.wrapping_sub(4096), 12345] {
+    let beyond_window = expected.wrapping_add((1 << 20) + 1);
+    for wrong in [
+        beyond_window,
+        expected.wrapping_sub(1),
+        expected.wrapping_add(1 << 31),
+    ] {
         let rst = sim.craft(Dir::AtoB, Flags::RST, wrong, 1, 0, &[]);
         sim.inject(Dir::AtoB, &rst);
         assert_eq!(sim.b.state(), State::Established);
     }
-    let rst = sim.craft(Dir::AtoB, Flags::RST, expected, 0, 0, &[]);
+    let rst = sim.craft(
+        Dir::AtoB,
+        Flags::RST,
+        expected.wrapping_add(4096),
+        0,
+        0,
+        &[],
+    );
     sim.inject(Dir::AtoB, &rst);
     assert_eq!(sim.b.state(), State::Closed);
     assert_eq!(sim.b.close_reason(), Some(CloseReason::Reset));
@@ -134,6 +146,18 @@ fn reference_rst_form_is_configurable() {
     let rst = sim.craft(Dir::AtoB, Flags::RST, 0, 0, 0, &[]);
     sim.inject(Dir::AtoB, &rst);
     assert_eq!(sim.b.state(), State::Established);
+}
+
+/// An abort with data in flight still resets the peer: the RST's SendSeq is in its window.
+#[test]
+fn abort_with_data_in_flight_resets_the_peer() {
+    let mut sim = Sim::established(40);
+    sim.a.write(&data(100_000, 1)).unwrap();
+    sim.pump();
+    sim.a.abort(sim.now);
+    assert!(sim.run_until(Duration::from_secs(5), |s| s.b.state() == State::Closed));
+    assert_eq!(sim.b.close_reason(), Some(CloseReason::Reset));
+    assert_eq!(sim.a.close_reason(), Some(CloseReason::Aborted));
 }
 
 /// Q12: an ACK for data never sent is ignored instead of emptying the retransmission queue.
