@@ -163,6 +163,8 @@ pub struct Endpoint {
     datagram_ephemeral: Option<u16>,
     /// Created on the first SYN (the endpoint has no `now` before that).
     syn_limiter: Option<SynLimiter>,
+    /// Reused list of connections whose timers are due.
+    due_scratch: Vec<ConnectionId>,
     stats: EndpointStats,
 }
 
@@ -191,6 +193,7 @@ impl Endpoint {
             datagram_all,
             datagram_ephemeral: None,
             syn_limiter: None,
+            due_scratch: Vec::new(),
             stats: EndpointStats::default(),
         }
     }
@@ -703,8 +706,10 @@ impl Endpoint {
         self.timers.first().map(|&(t, _)| t)
     }
 
-    /// Runs every connection timer due at `now`.
+    /// Runs every connection timer due at `now`. Each connection runs at most once per call,
+    /// so a deadline it re-arms at `now` waits for the next call instead of spinning here.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due_scratch);
         while let Some(&(t, id)) = self.timers.first() {
             if t > now {
                 break;
@@ -712,9 +717,16 @@ impl Endpoint {
             self.timers.pop_first();
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.timer = None;
+            }
+            due.push(id);
+        }
+        for &id in &due {
+            if let Some(slot) = self.slots.get_mut(&id) {
                 slot.conn.handle_timeout(now);
                 self.touch(id, now);
             }
         }
+        due.clear();
+        self.due_scratch = due;
     }
 }

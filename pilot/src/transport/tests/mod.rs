@@ -2,6 +2,7 @@
 
 mod endpoint;
 mod harness;
+mod interop;
 mod loss;
 mod quirks;
 mod stream;
