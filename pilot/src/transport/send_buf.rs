@@ -218,6 +218,8 @@ impl SendBuffer {
                     }
                     if front.lost {
                         self.lost_bytes -= u64::from(cut);
+                        // Its queue entry names the old start; file the remainder again.
+                        self.lost_queue.push_front(ack);
                     }
                 }
                 break;
@@ -407,6 +409,9 @@ mod tests {
         b.mark_all_lost();
         assert_eq!(b.pipe(), 0);
         assert_eq!(b.peek_lost().unwrap().start, base.plus(550));
+        // A partial ACK of a lost segment keeps the rest queued for retransmission.
+        b.ack(base.plus(560));
+        assert_eq!(b.peek_lost().unwrap().start, base.plus(560));
     }
 
     #[test]
