@@ -71,6 +71,7 @@ impl Connection {
                     return;
                 }
                 self.irs = Seq(h.seq);
+                self.window_seq = self.irs;
                 self.recv.set_nxt(self.irs.plus(1));
                 self.set_peer_window_from_syn(h.window);
                 // A close requested during the dial starts now.
@@ -218,6 +219,7 @@ impl Connection {
             // Windows come only from packets that advance the ACK or repeat it (below); a
             // 0 here is a full receiver and means stop (the reference read "no limit", Q8).
             self.peer_window = window;
+            self.window_seq = Seq(h.seq);
             self.rto_at = if self.send.flight() > 0 {
                 Some(now + self.rtt.rto())
             } else {
@@ -230,8 +232,12 @@ impl Connection {
         } else {
             // A bare ACK with window 0 that acknowledges nothing new is a reference keepalive or
             // probe, whose 0 means nothing (T-41); it must not open or shut the window (Q15).
-            if !(payload_empty && h.window == 0) {
+            // A packet older than the one that set the window (reordered) carries a stale
+            // window (RFC 793's SND.WL1; the reference took windows from any packet, Q8).
+            let keepalive = payload_empty && h.window == 0;
+            if !keepalive && Seq(h.seq).ge(self.window_seq) {
                 self.peer_window = window;
+                self.window_seq = Seq(h.seq);
             }
             // Duplicate ACK: nothing new acknowledged, data outstanding, no data carried (a
             // SACK list is not data: the reference never counted those, Q2), window unchanged.

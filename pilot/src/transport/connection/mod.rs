@@ -199,6 +199,8 @@ pub struct Connection {
 
     /// Peer's receive window in bytes (`u64::MAX` = no limit known).
     peer_window: u64,
+    /// Sequence number of the packet that last set `peer_window` (RFC 793 SND.WL1).
+    window_seq: Seq,
     /// Window field we last advertised.
     last_adv: u16,
 
@@ -273,6 +275,7 @@ impl Connection {
             cc,
             rtt,
             peer_window: u64::MAX,
+            window_seq: irs,
             last_adv: 0,
             dup_acks: 0,
             in_recovery: false,

@@ -283,6 +283,24 @@ fn peer_window_zero_means_stop_then_probe() {
     assert!(!sim.drain(Dir::AtoB).is_empty());
 }
 
+/// Q8: a reordered older packet does not overwrite the window set by a newer one.
+#[test]
+fn stale_window_from_reordered_packet_is_ignored() {
+    let mut sim = Sim::established(41);
+    sim.a.write(&data(4096, 1)).unwrap();
+    let out = sim.drain(Dir::AtoB);
+    let end = out[0].header.seq + 4096;
+    let b_seq = sim.b.send_next();
+    // Newer packet (B's SendSeq moved on since): window 0, acknowledging the segment: stop.
+    let newer = sim.craft(Dir::BtoA, Flags::ACK, b_seq + 10, end, 0, b"");
+    // The older one, overtaken on the way, still carried a large window.
+    let older = sim.craft(Dir::BtoA, Flags::ACK, b_seq, end, 200, b"");
+    sim.inject(Dir::BtoA, &newer);
+    sim.inject(Dir::BtoA, &older);
+    sim.a.write(&data(10_000, 2)).unwrap();
+    assert!(sim.drain(Dir::AtoB).is_empty());
+}
+
 fn drop_once(seqs: Vec<u32>) -> impl FnMut(Dir, &crate::wire::Header, &[u8]) -> bool {
     let mut pending = seqs;
     move |dir, h, p| {
