@@ -39,6 +39,9 @@ pub enum DatagramError {
     /// The port is not bound for datagrams.
     #[error("datagram port {0} not bound")]
     NotBound(u16),
+    /// No ephemeral port is free to send from.
+    #[error("no free ephemeral port")]
+    NoFreePort,
 }
 
 /// A received datagram.

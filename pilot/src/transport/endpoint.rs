@@ -411,7 +411,8 @@ impl Endpoint {
         self.slots.get(&id).map(|s| &s.conn)
     }
 
-    /// The next connection event, in the order connections produced them.
+    /// The next connection event, in the order connections produced them. Connections created
+    /// by a listener report `Connected` when they are created, before `accept` hands them out.
     pub fn poll_event(&mut self, now: Instant) -> Option<(ConnectionId, Event)> {
         while let Some(&id) = self.ev_queue.front() {
             let Some(slot) = self.slots.get_mut(&id) else {
@@ -658,7 +659,7 @@ impl Endpoint {
                 None => {
                     let p = self
                         .allocate_port()
-                        .map_err(|_| DatagramError::NotBound(0))?;
+                        .map_err(|_| DatagramError::NoFreePort)?;
                     self.datagram_ephemeral = Some(p);
                     p
                 }
