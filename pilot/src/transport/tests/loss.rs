@@ -184,3 +184,64 @@ proptest! {
         prop_assert_eq!(sim.b.close_reason(), Some(crate::transport::CloseReason::Graceful));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Bad input is normal input: random packets on the tuple (any flags, seq, ack, window,
+    /// SACK lists with arbitrary blocks) hitting both ends of a transfer never panic, and a
+    /// stream that survives them delivers exactly what was sent.
+    #[test]
+    fn random_packets_never_panic_or_corrupt(
+        seed in any::<u64>(),
+        packets in proptest::collection::vec(
+            (any::<u8>(), any::<u32>(), any::<u32>(), any::<u16>(), proptest::collection::vec(any::<u32>(), 0..8), any::<bool>()),
+            1..200,
+        ),
+    ) {
+        use crate::wire::{Flags, SackBlock, SackList};
+        let mut sim = Sim::simple(seed, Link::lossy(0.02));
+        let payload = data(100_000, seed);
+        let mut written = 0;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16384];
+        let mut script = packets.into_iter();
+        let done = sim.run_until(Duration::from_secs(600), |s| {
+            if written < payload.len() {
+                written += s.a.write(&payload[written..]).unwrap_or(0);
+            }
+            while let Ok(n) = s.b.read(&mut buf) {
+                if n == 0 { break; }
+                got.extend_from_slice(&buf[..n]);
+            }
+            if let Some((flags, seq, ack, window, blocks, to_a)) = script.next() {
+                // Keep RST and FIN out of the window so the stream can survive; everything else
+                // is arbitrary.
+                let mut flags = Flags::from_bits(flags);
+                if flags.contains(Flags::RST) || flags.contains(Flags::FIN) {
+                    flags = Flags::ACK;
+                }
+                let mut body = Vec::new();
+                if blocks.len() >= 2 {
+                    let mut list = SackList::new();
+                    for pair in blocks.chunks(2).take(4) {
+                        if pair.len() == 2 {
+                            list.push(SackBlock { left: pair[0], right: pair[1] });
+                        }
+                    }
+                    list.encode(&mut body);
+                }
+                let dir = if to_a { Dir::BtoA } else { Dir::AtoB };
+                // Data with a random seq could land in the window and corrupt the stream, as
+                // it would in TCP; only SACK and empty payloads are injected.
+                let bytes = s.craft(dir, flags, seq, ack, window, &body);
+                s.inject(dir, &bytes);
+            }
+            got.len() == payload.len() || s.a.is_closed() || s.b.is_closed()
+        });
+        prop_assert!(done);
+        if got.len() == payload.len() {
+            prop_assert_eq!(digest(&got), digest(&payload));
+        }
+    }
+}
