@@ -241,8 +241,10 @@ impl Connection {
             }
             // Duplicate ACK: nothing new acknowledged, data outstanding, no data carried (a
             // SACK list is not data: the reference never counted those, Q2), window unchanged.
+            // A keepalive-shaped ACK is not a duplicate: three Go keepalives halved the
+            // reference's window (Q19).
             let no_data = payload_empty || sack.is_some();
-            if self.send.flight() > 0 && no_data && self.peer_window == old_window {
+            if self.send.flight() > 0 && no_data && !keepalive && self.peer_window == old_window {
                 self.dup_acks += 1;
                 self.stats.dup_acks += 1;
             }

@@ -301,6 +301,30 @@ fn stale_window_from_reordered_packet_is_ignored() {
     assert!(sim.drain(Dir::AtoB).is_empty());
 }
 
+/// Q19: Go keepalives (bare ACK, window 0) are not duplicate ACKs, so three of them do not
+/// trigger a retransmission or shrink the window.
+#[test]
+fn go_keepalives_are_not_duplicate_acks() {
+    let mut sim = Sim::established(42);
+    sim.a.write(&data(8192, 1)).unwrap();
+    assert_eq!(sim.drain(Dir::AtoB).len(), 2);
+    let cwnd = sim.a.stats().cwnd;
+    for _ in 0..5 {
+        let ka = sim.craft(
+            Dir::BtoA,
+            Flags::ACK,
+            sim.b.send_next(),
+            sim.a.send_next() - 8192,
+            0,
+            &[],
+        );
+        sim.inject(Dir::BtoA, &ka);
+    }
+    assert!(sim.drain(Dir::AtoB).is_empty());
+    let s = sim.a.stats();
+    assert_eq!((s.dup_acks, s.fast_retransmits, s.cwnd), (0, 0, cwnd));
+}
+
 fn drop_once(seqs: Vec<u32>) -> impl FnMut(Dir, &crate::wire::Header, &[u8]) -> bool {
     let mut pending = seqs;
     move |dir, h, p| {
