@@ -315,6 +315,11 @@ impl Connection {
                 } else {
                     self.unacked_segments += 1;
                     if self.unacked_segments >= 2 {
+                        // Every second full segment is acknowledged with its own ACK, even
+                        // when many arrive before the next transmit.
+                        self.ack_points.push(self.recv.nxt());
+                        self.unacked_segments = 0;
+                        self.delayed_ack_at = None;
                         self.pending.ack = true;
                     } else if self.delayed_ack_at.is_none() {
                         self.delayed_ack_at = Some(now + self.config.delayed_ack);

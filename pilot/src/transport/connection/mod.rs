@@ -158,6 +158,47 @@ pub struct Stats {
     pub srtt_us: u64,
 }
 
+/// ACKs owed for every second full segment of a batch processed before the next transmit.
+///
+/// Without them a receiver that handles many packets before polling (a batch read from the
+/// socket, or the in-memory link) sends one stretch ACK per batch, and the sender's slow start,
+/// which grows by at most 2 MSS per ACK, crawls. Bounded: past the capacity the last point
+/// moves forward.
+#[derive(Clone, Copy, Debug, Default)]
+struct AckPoints {
+    points: [Seq; 16],
+    len: usize,
+}
+
+impl AckPoints {
+    fn push(&mut self, seq: Seq) {
+        if self.len < self.points.len() {
+            self.points[self.len] = seq;
+            self.len += 1;
+        } else {
+            self.points[self.len - 1] = seq;
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Seq> {
+        if self.len == 0 {
+            return None;
+        }
+        let first = self.points[0];
+        self.points.copy_within(1..self.len, 0);
+        self.len -= 1;
+        Some(first)
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Control packets waiting to go out (at most one of each).
 #[derive(Clone, Copy, Debug, Default)]
 struct Pending {
@@ -227,6 +268,7 @@ pub struct Connection {
     readable_signalled: bool,
     /// In-order segments received since the last ACK we sent.
     unacked_segments: u32,
+    ack_points: AckPoints,
 
     pending: Pending,
     rto_at: Option<Instant>,
@@ -292,6 +334,7 @@ impl Connection {
             write_blocked: false,
             readable_signalled: false,
             unacked_segments: 0,
+            ack_points: AckPoints::default(),
             pending: Pending::default(),
             rto_at: None,
             delayed_ack_at: None,

@@ -50,6 +50,7 @@ impl Connection {
         }
         self.delayed_ack_at = None;
         self.unacked_segments = 0;
+        self.ack_points.clear();
     }
 
     /// Appends the next packet to send to `out`, or returns `None` when there is nothing to send
@@ -121,6 +122,16 @@ impl Connection {
             self.acked_by_us();
             let w = self.adv_window();
             return Some(self.header(Flags::ACK, self.send.una().minus(1), self.recv.nxt(), w));
+        }
+        if let Some(point) = self.ack_points.pop_front() {
+            // An ACK owed from earlier in the batch; the current one follows unless this is it.
+            if point == self.recv.nxt() && self.ack_points.is_empty() && !self.recv.has_gaps() {
+                self.pending.ack = false;
+                self.delayed_ack_at = None;
+                self.unacked_segments = 0;
+            }
+            let w = self.adv_window();
+            return Some(self.header(Flags::ACK, self.send.nxt(), point, w));
         }
         if self.pending.ack {
             self.pending.ack = false;

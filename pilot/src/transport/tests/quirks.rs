@@ -559,6 +559,34 @@ fn delayed_ack_rules() {
     assert_eq!(acks[0].header.ack, sim.a.send_next());
 }
 
+/// A batch of segments handled before the next transmit still gets an ACK per two segments
+/// (no stretch ACK), so the sender's slow start keeps its pace.
+#[test]
+fn batched_segments_get_an_ack_per_two() {
+    let mut sim = Sim::established(43);
+    // More than the initial window, so the sender is not application-limited.
+    sim.a.write(&data(40 * 4096, 1)).unwrap();
+    let segments = sim.drain(Dir::AtoB);
+    assert_eq!(segments.len(), 10);
+    for p in &segments {
+        let h = p.header;
+        let bytes = sim.craft(Dir::AtoB, h.flags, h.seq, h.ack, h.window, &p.payload);
+        sim.inject(Dir::AtoB, &bytes);
+    }
+    let acks: Vec<u32> = sim.drain(Dir::BtoA).iter().map(|p| p.header.ack).collect();
+    let first = segments[0].header.seq;
+    let expected: Vec<u32> = (1..=5).map(|i| first.wrapping_add(2 * 4096 * i)).collect();
+    assert_eq!(acks, expected);
+    // The sender's window grows per ACK: by 2 MSS for each of the five.
+    let before = sim.a.stats().cwnd;
+    for ack in acks {
+        let bytes = sim.craft(Dir::BtoA, Flags::ACK, sim.b.send_next(), ack, 256, &[]);
+        sim.inject(Dir::BtoA, &bytes);
+        sim.drain(Dir::AtoB);
+    }
+    assert_eq!(sim.a.stats().cwnd, before + 10 * 4096);
+}
+
 /// Keepalive: an idle connection to a live peer stays up (the probe is answered); the idle
 /// timeout closes it only when the peer is silent.
 #[test]
