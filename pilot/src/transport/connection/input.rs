@@ -1,0 +1,332 @@
+//! Packets in: handshake replies, FIN, RST, ACK processing with loss detection, and data.
+
+use super::{CloseReason, Connection, Event, State, DUP_THRESH};
+use crate::transport::recv_buf::Arrival;
+use crate::transport::seq::Seq;
+use crate::wire::{Flags, Header, Packet, Protocol, SackList};
+use std::time::Instant;
+
+impl Connection {
+    /// Takes in a stream packet for this connection's tuple (the endpoint has routed it).
+    pub fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>) {
+        let h = &packet.header;
+        if h.protocol != Protocol::STREAM || self.state == State::Closed {
+            return;
+        }
+        self.stats.packets_received += 1;
+        let f = h.flags;
+        let syn = f.contains(Flags::SYN);
+        let ack = f.contains(Flags::ACK);
+        if syn && !ack {
+            if self.is_syn_retransmission(h.seq) {
+                self.pending.syn_ack = true;
+            }
+            return;
+        }
+        if syn {
+            self.on_syn_ack(now, h);
+            return;
+        }
+        if self.state == State::SynSent {
+            if f.contains(Flags::RST) && self.rst_acceptable(h) {
+                self.finish(CloseReason::Refused, now);
+            }
+            return;
+        }
+        if f.contains(Flags::FIN) {
+            self.on_fin(now, h, ack);
+            return;
+        }
+        if f.contains(Flags::RST) {
+            if self.state != State::TimeWait && self.rst_acceptable(h) {
+                self.finish(CloseReason::Reset, now);
+            }
+            return;
+        }
+        if !ack || self.state == State::TimeWait {
+            // TIME_WAIT takes no data and its clock is not refreshed (Q6).
+            return;
+        }
+        self.last_recv = now;
+        self.arm_keepalive(now);
+        let sack = SackList::decode(packet.payload);
+        self.on_ack(now, h, packet.payload.is_empty(), sack.as_ref());
+        if sack.is_none() && !packet.payload.is_empty() {
+            self.on_data(now, Seq(h.seq), packet.payload);
+        }
+    }
+
+    pub(super) fn set_peer_window_from_syn(&mut self, window: u16) {
+        // A SYN's window of 0 would be the reference's "no limit"; keep the default then.
+        if window != 0 {
+            self.peer_window = u64::from(window) * self.config.mss as u64;
+        }
+    }
+
+    fn on_syn_ack(&mut self, now: Instant, h: &Header) {
+        match self.state {
+            State::SynSent => {
+                // Validate that it acknowledges our SYN (the reference does not, T-9).
+                if Seq(h.ack) != self.iss.plus(1) {
+                    return;
+                }
+                self.irs = Seq(h.seq);
+                self.window_seq = self.irs;
+                self.recv.set_nxt(self.irs.plus(1));
+                self.set_peer_window_from_syn(h.window);
+                // A close requested during the dial starts now.
+                if self.close_requested {
+                    self.state = State::Closing;
+                    self.linger_until = Some(now + self.config.linger);
+                } else {
+                    self.state = State::Established;
+                }
+                self.confirmed = true;
+                self.rto_at = None;
+                self.last_recv = now;
+                self.arm_keepalive(now);
+                self.pending.ack = true;
+                self.events.push_back(Event::Connected);
+            }
+            State::Established | State::Closing if Seq(h.seq) == self.irs => {
+                // Our handshake ACK was lost and the peer resent the SYN-ACK.
+                self.pending.ack = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// RSTs are taken only for this tuple (the endpoint's routing) and only with a sequence
+    /// number inside the receive window (RFC 793): our RSTs carry SendSeq, which a peer's
+    /// RecvAck can trail by at most what is in flight, and a blind attacker has to hit a
+    /// window-sized range of 2^32. The reference accepted any RST (Q12); its own RSTs carry
+    /// seq 0 / ack 0 and cannot be validated, so that form is accepted only when configured.
+    fn rst_acceptable(&self, h: &Header) -> bool {
+        if h.seq == 0 && h.ack == 0 {
+            return self.config.accept_unvalidated_rst;
+        }
+        match self.state {
+            State::SynSent => Seq(h.ack) == self.iss.plus(1),
+            _ => {
+                let start = self.recv.nxt();
+                Seq(h.seq).in_range(start, start.plus(self.recv.capacity() as u32 + 1))
+            }
+        }
+    }
+
+    fn on_fin(&mut self, now: Instant, h: &Header, has_ack: bool) {
+        let seq = Seq(h.seq);
+        if self.state == State::TimeWait {
+            // A FIN resent because our FIN-ACK was lost: answer once per FIN, never a FIN-ACK,
+            // and do not restart the TIME_WAIT clock (Q6).
+            if !has_ack && self.peer_finished && seq == self.recv.nxt() {
+                self.pending.fin_ack = Some(seq.plus(1));
+            }
+            return;
+        }
+        self.last_recv = now;
+        // Our FINs carry RecvAck (the reference's carry 0): take it, so data the peer did
+        // receive is not reported undelivered.
+        let ack = Seq(h.ack);
+        if ack.gt(self.send.una()) && ack.le(self.send.nxt()) {
+            self.send.ack(ack);
+        }
+        if has_ack {
+            if let Some(fin) = self.fin_seq {
+                if Seq(h.ack) == fin.plus(1) {
+                    self.fin_acked = true;
+                }
+            }
+        }
+        // Check the FIN's sequence number (the reference does not, Q10).
+        if seq.lt(self.recv.nxt()) || seq.gt(self.recv.nxt().plus(self.recv.capacity() as u32)) {
+            if self.fin_acked {
+                self.enter_time_wait(now, CloseReason::Graceful);
+            }
+            return;
+        }
+        self.peer_fin = Some(seq);
+        // Remember whether it needs an answer: a bare FIN does; a FIN-ACK never does.
+        self.pending_fin_needs_reply = !has_ack;
+        self.try_complete_peer_fin(now);
+        if self.peer_fin.is_some() && self.fin_gap_until.is_none() {
+            self.fin_gap_until = Some(now + self.config.fin_gap_timeout);
+        }
+    }
+
+    fn try_complete_peer_fin(&mut self, now: Instant) {
+        let Some(fin) = self.peer_fin else { return };
+        if fin != self.recv.nxt() {
+            return;
+        }
+        self.peer_fin = None;
+        self.fin_gap_until = None;
+        self.peer_finished = true;
+        self.events.push_back(Event::Finished);
+        if self.pending_fin_needs_reply {
+            self.pending.fin_ack = Some(fin.plus(1));
+        }
+        // No half-close (the reference has none): whatever we still had to send is dropped.
+        let undelivered = self.send.flight() > 0 || self.send.unsent() > 0;
+        self.send.clear();
+        let reason = if undelivered {
+            CloseReason::PeerClosedEarly
+        } else {
+            CloseReason::Graceful
+        };
+        self.enter_time_wait(now, reason);
+    }
+
+    fn on_ack(&mut self, now: Instant, h: &Header, payload_empty: bool, sack: Option<&SackList>) {
+        let ack = Seq(h.ack);
+        let una = self.send.una();
+        let nxt = self.send.nxt();
+        // An ACK for data never sent is ignored (the reference took it and then ignored every
+        // real ACK, Q12); an old ACK carries neither a current ack nor a current window.
+        if ack.gt(nxt) || ack.lt(una) {
+            return;
+        }
+        self.silent_timeouts = 0;
+        self.confirmed = true;
+        let mss = self.config.mss as u64;
+        let old_window = self.peer_window;
+        let window = u64::from(h.window) * mss;
+        if ack.gt(una) {
+            let pipe_before = self.send.pipe();
+            let acked = self.send.ack(ack);
+            if let Some(sent) = acked.rtt_sent_at {
+                self.rtt.sample(now.saturating_duration_since(sent));
+            }
+            self.rtt.reset_backoff();
+            self.dup_acks = 0;
+            if self.linger_until.is_some() {
+                // A close waits as long as the data keeps moving; `linger` bounds a stall.
+                self.linger_until = Some(now + self.config.linger);
+            }
+            if self.in_recovery {
+                if ack.ge(self.recovery_point) {
+                    self.in_recovery = false;
+                } else {
+                    // Partial ACK: the next hole is lost too (RFC 6582).
+                    self.send.mark_head_lost(self.epoch);
+                }
+            } else {
+                let app_limited =
+                    self.send.unsent() == 0 && pipe_before + mss < self.cc.window() / 2;
+                self.cc
+                    .on_ack(now, acked.bytes, self.rtt.srtt(), app_limited);
+            }
+            // Windows come only from packets that advance the ACK or repeat it (below); a
+            // 0 here is a full receiver and means stop (the reference read "no limit", Q8).
+            self.peer_window = window;
+            self.window_seq = Seq(h.seq);
+            self.rto_at = if self.send.flight() > 0 {
+                Some(now + self.rtt.rto())
+            } else {
+                None
+            };
+            if self.write_blocked && self.send.free() > 0 {
+                self.write_blocked = false;
+                self.events.push_back(Event::Writable);
+            }
+        } else {
+            // A bare ACK with window 0 that acknowledges nothing new is a reference keepalive or
+            // probe, whose 0 means nothing (T-41); it must not open or shut the window (Q15).
+            // A packet older than the one that set the window (reordered) carries a stale
+            // window (RFC 793's SND.WL1; the reference took windows from any packet, Q8).
+            let keepalive = payload_empty && h.window == 0;
+            if !keepalive && Seq(h.seq).ge(self.window_seq) {
+                self.peer_window = window;
+                self.window_seq = Seq(h.seq);
+            }
+            // Duplicate ACK: nothing new acknowledged, data outstanding, no data carried (a
+            // SACK list is not data: the reference never counted those, Q2), window unchanged.
+            // A keepalive-shaped ACK is not a duplicate: three Go keepalives halved the
+            // reference's window (Q19).
+            let no_data = payload_empty || sack.is_some();
+            if self.send.flight() > 0 && no_data && !keepalive && self.peer_window == old_window {
+                self.dup_acks += 1;
+                self.stats.dup_acks += 1;
+            }
+            // The receiver made room after refusing data: resend the refused head now.
+            if old_window <= mss && self.peer_window > mss && self.send.flight() > 0 {
+                self.send.mark_head_lost(self.epoch.wrapping_add(1));
+            }
+        }
+        if self.peer_window > 0 {
+            self.persist_backoff = self.config.persist_initial;
+            self.persist_at = None;
+        }
+        if let Some(list) = sack {
+            self.stats.sacks_received += 1;
+            for block in list.iter() {
+                self.send.sack(Seq(block.left), Seq(block.right));
+            }
+        }
+        if self.send.flight() > 0 {
+            let threshold = u64::from(DUP_THRESH) * mss;
+            if !self.in_recovery
+                && (self.dup_acks >= DUP_THRESH || self.send.head_lost_by_sack(threshold))
+            {
+                self.epoch = self.epoch.wrapping_add(1);
+                self.in_recovery = true;
+                self.recovery_point = self.send.nxt();
+                self.cc.on_congestion_event(now, self.send.flight());
+                self.stats.fast_retransmits += 1;
+                self.send.mark_head_lost(self.epoch);
+                // The first retransmission of an episode goes out whatever the window says
+                // (RFC 6675 §5 step 4.3).
+                self.retransmit_now = true;
+            }
+            if self.in_recovery {
+                // Every hole the SACK blocks reveal, not one per tick (Q3).
+                self.send.mark_lost_by_sack(threshold, self.epoch);
+            }
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, seq: Seq, payload: &[u8]) {
+        if !self.accepts_data() {
+            // TIME_WAIT and closed connections take no data, without ACK (T-28).
+            return;
+        }
+        match self.recv.insert(seq, payload) {
+            Arrival::Duplicate | Arrival::OutOfOrder => self.pending.ack = true,
+            Arrival::Dropped => {
+                // Full: refuse without acknowledging it; the ACK we send repeats RecvAck and
+                // shows the window, so the sender learns it was refused (§9.4).
+                self.stats.recv_dropped += 1;
+                self.pending.ack = true;
+            }
+            Arrival::InOrder {
+                readable,
+                filled_hole,
+            } => {
+                self.received_data = true;
+                self.stats.bytes_received += readable as u64;
+                if !self.readable_signalled {
+                    self.readable_signalled = true;
+                    self.events.push_back(Event::Readable);
+                }
+                // ACK at once on filled holes and gaps (the reference delayed those, D14) and on
+                // short segments (avoids the Nagle / delayed-ACK stall with Go senders).
+                if filled_hole || self.recv.has_gaps() || payload.len() < self.config.mss {
+                    self.pending.ack = true;
+                } else {
+                    self.unacked_segments += 1;
+                    if self.unacked_segments >= 2 {
+                        // Every second full segment is acknowledged with its own ACK, even
+                        // when many arrive before the next transmit.
+                        self.ack_points.push(self.recv.nxt());
+                        self.unacked_segments = 0;
+                        self.delayed_ack_at = None;
+                        self.pending.ack = true;
+                    } else if self.delayed_ack_at.is_none() {
+                        self.delayed_ack_at = Some(now + self.config.delayed_ack);
+                    }
+                }
+                self.try_complete_peer_fin(now);
+            }
+        }
+    }
+}

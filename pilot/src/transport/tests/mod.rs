@@ -1,0 +1,8 @@
+//! Tests that drive two connections through an in-memory link in virtual time.
+
+mod endpoint;
+mod harness;
+mod interop;
+mod loss;
+mod quirks;
+mod stream;
