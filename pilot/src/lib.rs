@@ -16,5 +16,6 @@
 
 pub mod crypto;
 pub mod net;
+pub mod registry;
 pub mod transport;
 pub mod wire;
