@@ -13,6 +13,7 @@ pub mod auth;
 pub mod frame;
 pub mod hostname;
 pub mod model;
+pub mod persist;
 pub mod ratelimit;
 pub mod request;
 pub mod rfc3339;
