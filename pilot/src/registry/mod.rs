@@ -10,13 +10,16 @@
 //! `docs/COMPATIBILITY.md`.
 
 pub mod auth;
+pub mod client;
 pub mod frame;
 pub mod hostname;
 pub mod model;
 pub mod persist;
 pub mod ratelimit;
+pub mod replication;
 pub mod request;
 pub mod rfc3339;
+pub mod server;
 pub mod state;
 
 pub use model::{Change, Data};

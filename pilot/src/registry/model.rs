@@ -309,6 +309,8 @@ pub enum Change {
         /// The node.
         node: u32,
     },
+    /// Replace the whole state (a standby applying its primary's snapshot).
+    Reset(Box<super::persist::snapshot::Snapshot>),
     /// Drop queue entries, intents and asks that expired before `now_ms`.
     Expire {
         /// The expiry horizon.
@@ -456,6 +458,12 @@ impl Data {
             }
             Change::Drain { node } => {
                 self.inbox.remove(node);
+            }
+            Change::Reset(snapshot) => {
+                // Validated by the receiver before it is applied or logged.
+                if let Ok(data) = snapshot.to_data(0) {
+                    *self = data;
+                }
             }
             Change::Expire {
                 now_ms,

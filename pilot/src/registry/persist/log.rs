@@ -17,8 +17,8 @@ pub struct Record {
     pub changes: Vec<Change>,
 }
 
-/// Largest record accepted when reading (a commit of many requests can be big, not this big).
-pub const MAX_RECORD: usize = 64 << 20;
+/// Largest record accepted when reading (a replicated whole-state reset can be large).
+pub const MAX_RECORD: usize = 1 << 30;
 
 /// Why a log cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
