@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::BufReader;
 
 /// Signs a challenge string, returning the standard-base64 Ed25519 signature.
 pub type Signer = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -115,7 +116,7 @@ fn relayed_response(v: &Value) -> Option<RelayedResponse> {
 pub struct Client<N: Network> {
     net: N,
     addr: SocketAddr,
-    conn: Option<N::Stream>,
+    conn: Option<BufReader<N::Stream>>,
     signer: Option<Signer>,
 }
 
@@ -157,7 +158,7 @@ impl<N: Network> Client<N> {
 
     async fn exchange(&mut self, bytes: &[u8]) -> Result<Object, ClientError> {
         if self.conn.is_none() {
-            self.conn = Some(self.dial().await?);
+            self.conn = Some(BufReader::new(self.dial().await?));
         }
         let conn = self.conn.as_mut().ok_or(ClientError::Closed)?;
         let result = async {
@@ -392,7 +393,7 @@ impl<N: Network> Client<N> {
     pub async fn subscribe_handshakes(
         mut self,
         node_id: u32,
-    ) -> Result<HandshakeStream<N::Stream>, ClientError> {
+    ) -> Result<HandshakeStream<BufReader<N::Stream>>, ClientError> {
         let req = self.signed(
             json!({"type":"subscribe_handshakes","node_id":node_id}),
             &format!("subscribe_handshakes:{node_id}"),

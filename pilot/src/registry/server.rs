@@ -70,6 +70,67 @@ pub(crate) struct Locked {
     pub reg: Registry,
     /// Ticket of the last batch handed to the committer.
     pub ticket: u64,
+    /// Last ticket that touched each node, while it may not be durable yet.
+    pub node_tickets: HashMap<u32, u64>,
+    /// Last ticket that touched state not tied to one node (counters, resets, expiry).
+    pub global_ticket: u64,
+}
+
+impl Locked {
+    /// The ticket a read-only request must wait for: the last change to any node it names or
+    /// its reply names. A read never reveals a change that a crash could still lose, yet it
+    /// does not wait for unrelated writes in flight.
+    fn read_ticket(&self, request: &Object, reply: &Object) -> u64 {
+        const ID_FIELDS: [&str; 9] = [
+            "node_id",
+            "peer_id",
+            "requester_id",
+            "node_a",
+            "node_b",
+            "from_node_id",
+            "to_node_id",
+            "network_id",
+            "beacon_id",
+        ];
+        let mut t = self.global_ticket;
+        for o in [request, reply] {
+            for f in ID_FIELDS {
+                if let Some(id) = o.get(f).and_then(Value::as_u64) {
+                    let id = u32::try_from(id).unwrap_or(0);
+                    t = t.max(self.node_tickets.get(&id).copied().unwrap_or(0));
+                }
+            }
+        }
+        // Replies that summarise many nodes wait for everything.
+        if o_has_list(reply) {
+            t = self.ticket;
+        }
+        t
+    }
+}
+
+fn o_has_list(reply: &Object) -> bool {
+    ["networks", "nodes"]
+        .iter()
+        .any(|k| reply.get(*k).is_some_and(Value::is_array))
+        && reply.get("type").and_then(Value::as_str) != Some("lookup_ok")
+}
+
+/// The nodes a change touches; `None` when it touches state beyond single nodes.
+fn touched(change: &super::Change, out: &mut Vec<u32>) -> bool {
+    use super::Change as C;
+    match change {
+        C::Node(n) => out.push(n.id),
+        C::Drop { id } | C::Owner { id, .. } => out.push(*id),
+        C::Key { id, .. } => out.extend(*id),
+        C::Trust { a, b, .. } => out.extend([*a, *b]),
+        C::Intent { from, to, .. } | C::Ask { from, to, .. } => out.extend([*from, *to]),
+        C::Request { to, entry } => out.extend([*to, entry.from]),
+        C::Response { to, entry } => out.extend([*to, entry.from]),
+        C::Drain { node } => out.push(*node),
+        C::NextNode { .. } | C::Reset(_) | C::Expire { .. } => return false,
+    }
+    true
 }
 
 type PushTx = mpsc::UnboundedSender<Object>;
@@ -106,6 +167,23 @@ impl<C: WallClock> Shared<C> {
             return;
         }
         locked.ticket += 1;
+        let ticket = locked.ticket;
+        let mut nodes = Vec::new();
+        for c in &changes {
+            if !touched(c, &mut nodes) {
+                locked.global_ticket = ticket;
+            }
+        }
+        if locked.node_tickets.len() > 4096 {
+            let durable = match *self.durable.borrow() {
+                Durable::Upto(t) => t,
+                Durable::Failed => 0,
+            };
+            locked.node_tickets.retain(|_, t| *t > durable);
+        }
+        for id in nodes {
+            locked.node_tickets.insert(id, ticket);
+        }
         let _ = self.commit_tx.send(Pending {
             ticket: locked.ticket,
             changes,
@@ -231,7 +309,12 @@ where
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
-        locked: Mutex::new(Locked { reg, ticket: 0 }),
+        locked: Mutex::new(Locked {
+            reg,
+            ticket: 0,
+            node_tickets: HashMap::new(),
+            global_ticket: 0,
+        }),
         commit_tx,
         durable: durable_rx,
         subscribers: Mutex::new(BTreeMap::new()),
@@ -287,16 +370,11 @@ async fn committer<S: Storage, C: WallClock>(
     _done: mpsc::Sender<()>,
 ) {
     let mut shutdown = shared.shutdown.clone();
-    let mut retry: Vec<Pending> = Vec::new();
     loop {
-        let first = if let Some(p) = retry.pop() {
-            p
-        } else {
-            tokio::select! {
-                biased;
-                p = rx.recv() => match p { Some(p) => p, None => break },
-                _ = stopped(&mut shutdown) => break,
-            }
+        let first = tokio::select! {
+            biased;
+            p = rx.recv() => match p { Some(p) => p, None => break },
+            _ = stopped(&mut shutdown) => break,
         };
         let mut batch = vec![first];
         while let Ok(p) = rx.try_recv() {
@@ -311,12 +389,7 @@ async fn committer<S: Storage, C: WallClock>(
         if !requeue.is_empty() {
             let mut locked = shared.lock();
             let changes = locked.reg.requeue(&requeue);
-            locked.ticket += 1;
-            retry.push(Pending {
-                ticket: locked.ticket,
-                changes,
-                pushes: Vec::new(),
-            });
+            shared.submit(&mut locked, changes, Vec::new());
         }
         if store.needs_compaction() && !compact(&shared, &mut store, &mut rx, &durable) {
             return;
@@ -327,7 +400,6 @@ async fn committer<S: Storage, C: WallClock>(
     while let Ok(p) = rx.try_recv() {
         rest.push(p);
     }
-    rest.extend(retry);
     if !rest.is_empty() && !commit_batch(&shared, &mut store, &rest, &durable) {
         return;
     }
@@ -385,12 +457,23 @@ fn compact<S: Storage, C: WallClock>(
         }
         Snapshot::from_data(locked.reg.data(), store.seq()).to_bytes()
     };
-    if let Err(e) = store.compact_bytes(bytes) {
+    if let Err(e) = blocking(|| store.compact_bytes(bytes)) {
         tracing::error!(error = %e, "registry snapshot failed; refusing further changes");
         durable.send_replace(Durable::Failed);
         return false;
     }
     true
+}
+
+/// Runs a blocking storage call. On a multi-threaded runtime the worker hands its other tasks
+/// away first, so an fsync does not stall request handling; on a current-thread runtime (the
+/// simulator) it runs inline, which keeps the run deterministic.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Sends each push to its node's live streams; returns those no stream took.
@@ -529,11 +612,13 @@ async fn next_frame<R: AsyncRead + Unpin, C>(shared: &Shared<C>, stream: &mut R)
     }
 }
 
-async fn connection<T, C>(shared: &Arc<Shared<C>>, mut stream: T, peer: SocketAddr)
+async fn connection<T, C>(shared: &Arc<Shared<C>>, stream: T, peer: SocketAddr)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     C: WallClock,
 {
+    // Buffered reads: a frame's prefix and body usually arrive in one system call.
+    let mut stream = tokio::io::BufReader::new(stream);
     let mut first = true;
     while let Some(obj) = next_frame(shared, &mut stream).await {
         let kind = Kind::from_type(obj.get("type").and_then(Value::as_str).unwrap_or(""));
@@ -565,8 +650,13 @@ where
                     (node, rx)
                 },
             );
-            shared.submit(&mut locked, out.changes, out.pushes);
-            (out.reply, (locked.ticket, sub))
+            let wait = if out.changes.is_empty() && out.pushes.is_empty() {
+                locked.read_ticket(&obj, &out.reply)
+            } else {
+                shared.submit(&mut locked, out.changes, out.pushes);
+                locked.ticket
+            };
+            (out.reply, (wait, sub))
         };
         let (ticket, sub) = ticket;
         let reply = if shared.durable(ticket).await {

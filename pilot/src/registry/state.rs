@@ -804,9 +804,19 @@ impl Registry {
                         Node::fresh(key, owner, ctx.now_ms)
                     }
                 };
+                let unchanged =
+                    self.data.nodes.get(&id) == Some(&node) && node.real_addr == Some(addr);
                 node.real_addr = Some(addr);
                 node.last_seen_ms = ctx.now_ms;
-                self.put_node(out, id, &node);
+                if unchanged {
+                    // A daemon coming back with the same endpoint: only freshness moves, and
+                    // freshness is not persisted (a restart grants a grace period instead).
+                    if let Some(n) = self.data.nodes.get_mut(&id) {
+                        n.last_seen_ms = n.last_seen_ms.max(ctx.now_ms);
+                    }
+                } else {
+                    self.put_node(out, id, &node);
+                }
                 id
             }
             None => {
