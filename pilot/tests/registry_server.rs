@@ -33,6 +33,7 @@ fn config() -> ServerConfig {
                 ..Rates::default()
             },
             replication_token: Some("secret".into()),
+            admin_token: Some("admin".into()),
             ..Config::default()
         },
         reconnect_delay: Duration::from_millis(20),
@@ -240,8 +241,14 @@ async fn standby_follows_catches_up_after_partition_and_promotes() {
         "the standby reconnected after the partition"
     );
 
-    // Promotion with one command: the standby accepts writes.
-    standby.promote();
+    // Promotion with one command (the admin request; `ServerHandle::promote` does the same
+    // in-process): the standby accepts writes.
+    let mut promote = serde_json::Map::new();
+    promote.insert("type".into(), "promote".into());
+    promote.insert("admin_token".into(), "wrong".into());
+    assert!(s.request(promote.clone()).await.is_err());
+    promote.insert("admin_token".into(), "admin".into());
+    s.request(promote).await.unwrap();
     let (_, idc) = client(standby.local_addr(), 3).await;
     assert!(idc > idb, "IDs continue from the replicated counter");
     primary.shutdown().await;

@@ -46,13 +46,15 @@ pub enum Kind {
     SubscribeReplication,
     /// Extension: turn the connection into a push stream of relayed handshakes.
     SubscribeHandshakes,
+    /// Extension: promote a standby to primary (admin token).
+    Promote,
     /// Any other (or missing) type.
     Unknown,
 }
 
 impl Kind {
     /// Every kind, in a fixed order (for metrics output).
-    pub const ALL: [Kind; 30] = [
+    pub const ALL: [Kind; 31] = [
         Kind::Register,
         Kind::Heartbeat,
         Kind::Deregister,
@@ -82,6 +84,7 @@ impl Kind {
         Kind::BeaconList,
         Kind::SubscribeReplication,
         Kind::SubscribeHandshakes,
+        Kind::Promote,
         Kind::Unknown,
     ];
 
@@ -117,6 +120,7 @@ impl Kind {
             Kind::BeaconList => "beacon_list",
             Kind::SubscribeReplication => "subscribe_replication",
             Kind::SubscribeHandshakes => "subscribe_handshakes",
+            Kind::Promote => "promote",
             Kind::Unknown => "unknown",
         }
     }
@@ -253,6 +257,9 @@ pub enum Request {
         node_id: u32,
         signature: String,
     },
+    Promote {
+        admin_token: String,
+    },
     /// Unknown or missing `type`.
     Unknown {
         type_name: String,
@@ -302,6 +309,7 @@ impl Request {
             Request::BeaconList => Kind::BeaconList,
             Request::SubscribeReplication { .. } => Kind::SubscribeReplication,
             Request::SubscribeHandshakes { .. } => Kind::SubscribeHandshakes,
+            Request::Promote { .. } => Kind::Promote,
             Request::Unknown { .. } => Kind::Unknown,
         }
     }
@@ -428,6 +436,9 @@ impl Request {
             Kind::SubscribeHandshakes => Request::SubscribeHandshakes {
                 node_id: f.id("node_id"),
                 signature: f.sig()?,
+            },
+            Kind::Promote => Request::Promote {
+                admin_token: f.bounded("admin_token", MAX_SHORT_STRING)?,
             },
             Kind::Unknown => Request::Unknown {
                 type_name: truncate(type_name, 64),

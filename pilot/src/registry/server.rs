@@ -650,6 +650,9 @@ where
                     (node, rx)
                 },
             );
+            if kind == Kind::Promote && out.reply.get("error").is_none() {
+                shared.hub.stop_following();
+            }
             let wait = if out.changes.is_empty() && out.pushes.is_empty() {
                 locked.read_ticket(&obj, &out.reply)
             } else {

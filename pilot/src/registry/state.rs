@@ -726,6 +726,13 @@ impl Registry {
                 r.insert("node_id".into(), json!(node_id));
                 Ok(r)
             }
+            Request::Promote { admin_token } => {
+                if !token_ok(&self.cfg.admin_token, admin_token) {
+                    return Err("promote requires the admin token".into());
+                }
+                self.cfg.standby = false;
+                Ok(reply("promote"))
+            }
             Request::Unknown { type_name } => Err(format!("unknown request type {type_name:?}")),
         }
     }
@@ -1351,6 +1358,7 @@ fn standby_allowed(kind: Kind) -> bool {
             | Kind::ResolveHostname
             | Kind::BeaconList
             | Kind::GetPoloScore
+            | Kind::Promote
             | Kind::Unknown
     )
 }
