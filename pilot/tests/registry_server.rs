@@ -266,3 +266,56 @@ async fn replication_refuses_bad_tokens() {
     assert!(e.contains("invalid replication token"), "{e}");
     server.shutdown().await;
 }
+
+async fn http(addr: SocketAddr, request: &str) -> String {
+    let mut s = TokioNet.connect_tcp(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    within(s.read_to_string(&mut out)).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn http_status_and_metrics_endpoints() {
+    let server = start(MemStorage::new(), config()).await;
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let web = listener.local_addr().unwrap();
+    server.serve_http(listener);
+    let (mut a, ida) = client(server.local_addr(), 1).await;
+    a.set_tags(ida, &["ai"]).await.unwrap();
+    a.lookup(12345).await.unwrap_err();
+
+    let index = http(web, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(index.starts_with("HTTP/1.1 200") && index.contains("Pilot Protocol"));
+    let stats = http(web, "GET /api/stats HTTP/1.1\r\n\r\n").await;
+    assert!(stats.contains("Access-Control-Allow-Origin: *"));
+    let body: serde_json::Value =
+        serde_json::from_str(stats.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["total_nodes"], 1);
+    assert_eq!(body["unique_tags"], 1);
+    assert_eq!(body["nodes"][0]["address"], "0:0000.0000.0001");
+    assert!(!stats.contains("127.0.0.1"), "no endpoints in public stats");
+    let badge = http(web, "GET /api/badge/nodes HTTP/1.1\r\n\r\n").await;
+    assert!(badge.contains("image/svg+xml") && badge.contains("no-cache"));
+    let metrics = http(web, "GET /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(
+        metrics.contains("pilot_requests_total{type=\"register\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pilot_errors_total{type=\"lookup\"} 1"));
+    assert!(metrics.contains("pilot_request_duration_seconds_count{type=\"set_tags\"} 1"));
+    assert!(metrics.contains("pilot_nodes_online 1"));
+    assert!(http(web, "GET /debug/pprof/ HTTP/1.1\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(http(web, "POST / HTTP/1.1\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 405"));
+    assert!(http(web, "nonsense\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    server.shutdown().await;
+}

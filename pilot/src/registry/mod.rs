@@ -13,6 +13,8 @@ pub mod auth;
 pub mod client;
 pub mod frame;
 pub mod hostname;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod persist;
 pub mod ratelimit;

@@ -7,6 +7,7 @@
 //! only once every change it could have observed is durable.
 
 use super::frame::{self, Object, MAX_FRAME};
+use super::metrics::Durations;
 use super::persist::snapshot::Snapshot;
 use super::persist::{PersistError, Store};
 use super::ratelimit::source_key;
@@ -145,6 +146,7 @@ pub(crate) struct Shared<C> {
     pub cfg: ServerConfig,
     pub hub: ReplicationHub,
     shutdown: watch::Receiver<bool>,
+    durations: Mutex<Durations>,
 }
 
 impl<C: WallClock> Shared<C> {
@@ -196,6 +198,14 @@ impl<C: WallClock> Shared<C> {
         self.durable(ticket).await
     }
 
+    /// A copy of the request-duration histograms.
+    pub fn durations(&self) -> Durations {
+        self.durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A receiver that turns true at shutdown.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
@@ -237,6 +247,14 @@ impl<C: WallClock> ServerHandle<C> {
     /// Runs `f` on the state (for tests, metrics and operators).
     pub fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
         f(&self.shared.lock().reg)
+    }
+
+    /// Serves the HTTP status and metrics endpoints (§12) on `listener` until shutdown.
+    pub fn serve_http<L: crate::net::TcpListener>(&self, listener: L)
+    where
+        C: Clone,
+    {
+        tokio::spawn(super::http::serve(self.shared.clone(), listener));
     }
 
     /// Waits until `pred` holds for the state, re-checking after each durable commit.
@@ -321,6 +339,7 @@ where
         conns: Mutex::new(HashMap::new()),
         clock,
         hub: ReplicationHub::default(),
+        durations: Mutex::new(Durations::default()),
         cfg,
         shutdown: shutdown_rx,
     });
@@ -627,6 +646,7 @@ where
             return;
         }
         first = false;
+        let started = tokio::time::Instant::now();
         let ctx = Ctx {
             peer,
             now_ms: shared.now_ms(),
@@ -667,6 +687,11 @@ where
         } else {
             error_reply("storage failure: the change could not be made durable")
         };
+        shared
+            .durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(kind, started.elapsed().as_secs_f64());
         let wrote = frame::write_encoded(&mut stream, &frame::encode(&reply))
             .await
             .is_ok();
