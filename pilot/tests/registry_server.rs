@@ -319,3 +319,56 @@ async fn http_status_and_metrics_endpoints() {
         .starts_with("HTTP/1.1 400"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_with_pinning_for_clients_and_replication() {
+    use pilot::registry::tls::TlsIdentity;
+    let storage = MemStorage::new();
+    let mut rng = pilot::net::seeded_rng(7);
+    let identity =
+        Arc::new(TlsIdentity::load_or_generate(&storage, &mut rng, 1_735_689_600).unwrap());
+    let pin = identity.fingerprint();
+    let mut cfg = config();
+    cfg.tls = Some(identity);
+    let primary = start(storage, cfg).await;
+
+    let mut a = Client::new(TokioNet, primary.local_addr())
+        .with_signer(signer(1))
+        .with_tls_pin(&pin);
+    let id = a.register(&pk(1), ":4000", "", "").await.unwrap().node_id;
+    a.heartbeat(id).await.unwrap();
+    let wrong = "0".repeat(64);
+    let mut b = Client::new(TokioNet, primary.local_addr()).with_tls_pin(&wrong);
+    assert!(b.lookup(id).await.is_err(), "a wrong pin is refused");
+    let mut plain = Client::new(TokioNet, primary.local_addr());
+    assert!(
+        plain.lookup(id).await.is_err(),
+        "plain TCP is not served on a TLS port"
+    );
+
+    let mut standby_cfg = config();
+    standby_cfg.primary_tls_pin = Some(pin);
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let standby = serve_standby(
+        TokioNet,
+        listener,
+        MemStorage::new(),
+        SystemClock,
+        standby_cfg,
+        primary.local_addr(),
+    )
+    .await
+    .unwrap();
+    a.set_hostname(id, "secure").await.unwrap();
+    within(standby.wait_until(|r| {
+        r.data()
+            .live(id)
+            .is_some_and(|n| n.hostname.as_deref() == Some("secure"))
+    }))
+    .await;
+    primary.shutdown().await;
+    standby.shutdown().await;
+}

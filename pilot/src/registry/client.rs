@@ -5,7 +5,7 @@
 //! and a transport failure reconnects (up to 5 dials, backoff 500 ms doubling to 10 s) and
 //! re-sends the request once.
 
-use super::frame::{self, FrameError, Object, MAX_FRAME};
+use super::frame::{self, BoxStream, FrameError, Object, MAX_FRAME};
 use crate::net::Network;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -112,12 +112,39 @@ fn relayed_response(v: &Value) -> Option<RelayedResponse> {
     })
 }
 
+/// Dials with the reference client's retry schedule: 5 attempts, 5 s each, 500 ms doubling
+/// to 10 s between them.
+async fn dial<N: Network>(
+    net: N,
+    addr: SocketAddr,
+    pin: Option<String>,
+) -> std::io::Result<BoxStream> {
+    let mut pause = Duration::from_millis(500);
+    let mut last = None;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+        let connect = frame::connect(&net, addr, pin.as_deref());
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(s)) => return Ok(s),
+            // A refused certificate (or a TLS protocol error) will not change by retrying.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => return Err(e),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::NotConnected.into()))
+}
+
 /// A registry client.
 pub struct Client<N: Network> {
     net: N,
     addr: SocketAddr,
-    conn: Option<BufReader<N::Stream>>,
+    conn: Option<BufReader<BoxStream>>,
     signer: Option<Signer>,
+    tls_pin: Option<String>,
 }
 
 impl<N: Network> Client<N> {
@@ -128,7 +155,15 @@ impl<N: Network> Client<N> {
             addr,
             conn: None,
             signer: None,
+            tls_pin: None,
         }
+    }
+
+    /// Speaks TLS, accepting only the server whose certificate has SHA-256 `pin` (lowercase
+    /// hex, as the daemon's `-registry-tls-pin`).
+    pub fn with_tls_pin(mut self, pin: &str) -> Self {
+        self.tls_pin = Some(pin.to_string());
+        self
     }
 
     /// Sets the signer used for authenticated requests.
@@ -137,25 +172,11 @@ impl<N: Network> Client<N> {
         self
     }
 
-    async fn dial(&self) -> std::io::Result<N::Stream> {
-        let mut pause = Duration::from_millis(500);
-        let mut last = None;
-        for attempt in 0..5 {
-            if attempt > 0 {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
-            }
-            match tokio::time::timeout(Duration::from_secs(5), self.net.connect_tcp(self.addr))
-                .await
-            {
-                Ok(Ok(s)) => return Ok(s),
-                Ok(Err(e)) => last = Some(e),
-                Err(_) => last = Some(std::io::ErrorKind::TimedOut.into()),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::ErrorKind::NotConnected.into()))
+    fn dial(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<BoxStream>> + Send + 'static {
+        dial(self.net.clone(), self.addr, self.tls_pin.clone())
     }
-
     async fn exchange(&mut self, bytes: &[u8]) -> Result<Object, ClientError> {
         if self.conn.is_none() {
             self.conn = Some(BufReader::new(self.dial().await?));
@@ -179,6 +200,9 @@ impl<N: Network> Client<N> {
         let bytes = frame::encode(&request);
         let reply = match self.exchange(&bytes).await {
             Ok(r) => r,
+            Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ClientError::Io(e))
+            }
             // One reconnect and verbatim retry on transport failure.
             Err(ClientError::Io(_) | ClientError::Frame(_) | ClientError::Closed) => {
                 self.exchange(&bytes).await?
@@ -393,7 +417,7 @@ impl<N: Network> Client<N> {
     pub async fn subscribe_handshakes(
         mut self,
         node_id: u32,
-    ) -> Result<HandshakeStream<BufReader<N::Stream>>, ClientError> {
+    ) -> Result<HandshakeStream<BufReader<BoxStream>>, ClientError> {
         let req = self.signed(
             json!({"type":"subscribe_handshakes","node_id":node_id}),
             &format!("subscribe_handshakes:{node_id}"),

@@ -77,6 +77,30 @@ pub fn encode(object: &Object) -> Vec<u8> {
     out
 }
 
+/// A byte stream in both directions (plain TCP or TLS), boxed so callers need not name it.
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// A boxed [`Duplex`].
+pub type BoxStream = Box<dyn Duplex>;
+
+/// Connects over `net` to `addr`, wrapping the stream in TLS when `pin` is set.
+pub async fn connect<N: crate::net::Network>(
+    net: &N,
+    addr: std::net::SocketAddr,
+    pin: Option<&str>,
+) -> std::io::Result<BoxStream> {
+    let stream = net.connect_tcp(addr).await?;
+    match pin {
+        None => Ok(Box::new(stream)),
+        Some(pin) => {
+            let connector = super::tls::pinned_connector(pin).map_err(std::io::Error::other)?;
+            let tls = connector.connect(super::tls::server_name(), stream).await?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
 /// Reads one frame body (raw bytes) of at most `limit` bytes; `Ok(None)` on a clean EOF before
 /// the first byte of a frame.
 pub async fn read_raw<R: AsyncRead + Unpin>(

@@ -23,6 +23,7 @@ pub mod request;
 pub mod rfc3339;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 pub use model::{Change, Data};
 pub use request::{Kind, Request};

@@ -234,10 +234,12 @@ async fn session<N: Network, C: WallClock>(
     primary: SocketAddr,
     token: &str,
 ) -> Result<(), String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(10), net.connect_tcp(primary))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let pin = shared.cfg.primary_tls_pin.as_deref();
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(10), frame::connect(net, primary, pin))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
     let mut hello = Object::new();
     hello.insert("type".into(), json!("subscribe_replication"));
     hello.insert("token".into(), json!(token));

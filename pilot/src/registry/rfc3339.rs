@@ -19,6 +19,11 @@ pub fn format(unix_ms: u64, millis: bool) -> String {
     out
 }
 
+/// The (year, month, day) of Unix milliseconds, in UTC.
+pub fn ymd(unix_ms: u64) -> (i64, i64, i64) {
+    civil_from_days((unix_ms / 86_400_000) as i64)
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into Unix milliseconds (times before 1970
 /// clamp to 0). Returns `None` for anything else.
 pub fn parse(s: &str) -> Option<u64> {

@@ -14,6 +14,7 @@ use super::ratelimit::source_key;
 use super::replication::{self, ReplicationHub};
 use super::request::Kind;
 use super::state::{error_reply, Config, Ctx, Push, Registry};
+use super::tls::{TlsAcceptor, TlsError, TlsIdentity};
 use crate::net::{Network, Storage, TcpListener as _, WallClock};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,10 @@ pub struct ServerConfig {
     pub tick: Duration,
     /// A standby reconnects to its primary after this long (3 s).
     pub reconnect_delay: Duration,
+    /// Serve TLS with this identity (§3.2); none = plain TCP.
+    pub tls: Option<Arc<TlsIdentity>>,
+    /// A standby dials its primary over TLS pinned to this fingerprint; none = plain TCP.
+    pub primary_tls_pin: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +54,8 @@ impl Default for ServerConfig {
             max_conns: 50_000,
             tick: Duration::from_secs(60),
             reconnect_delay: replication::RECONNECT_DELAY,
+            tls: None,
+            primary_tls_pin: None,
         }
     }
 }
@@ -294,6 +301,9 @@ pub enum ServeError {
     /// The listener failed.
     #[error("registry listener: {0}")]
     Io(#[from] std::io::Error),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Starts a registry on `listener`, loading state from `storage`.
@@ -322,6 +332,7 @@ where
     );
     let reg = Registry::from_data(cfg.registry.clone(), loaded.data, now_ms);
     let local_addr = listener.local_addr()?;
+    let acceptor = cfg.tls.as_ref().map(|id| id.acceptor()).transpose()?;
     let (commit_tx, commit_rx) = mpsc::unbounded_channel();
     let (durable_tx, durable_rx) = watch::channel(Durable::Upto(0));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -351,7 +362,13 @@ where
         done_tx.clone(),
     ));
     tokio::spawn(ticker(shared.clone(), done_tx.clone()));
-    tokio::spawn(accept_loop(net, listener, shared.clone(), done_tx));
+    tokio::spawn(accept_loop(
+        net,
+        listener,
+        shared.clone(),
+        acceptor,
+        done_tx,
+    ));
     Ok(ServerHandle {
         shared,
         local_addr,
@@ -532,6 +549,7 @@ async fn accept_loop<N: Network, C: WallClock>(
     _net: N,
     listener: N::Listener,
     shared: Arc<Shared<C>>,
+    acceptor: Option<TlsAcceptor>,
     done: mpsc::Sender<()>,
 ) {
     let mut shutdown = shared.shutdown.clone();
@@ -565,8 +583,19 @@ async fn accept_loop<N: Network, C: WallClock>(
         };
         let shared = shared.clone();
         let done = done.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            connection(&shared, stream, peer).await;
+            match acceptor {
+                None => connection(&shared, stream, peer).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => connection(&shared, tls, peer).await,
+                        _ => tracing::debug!(%peer, "TLS handshake failed"),
+                    }
+                }
+            }
             drop(guard);
             drop(done);
         });
