@@ -19,5 +19,6 @@ pub mod crypto;
 pub mod ipc;
 pub mod net;
 pub mod services;
+pub mod registry;
 pub mod transport;
 pub mod wire;
