@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod driver;
 pub mod ipc;
 pub mod net;
 pub mod transport;
