@@ -16,6 +16,7 @@
 
 pub mod beacon;
 pub mod crypto;
+pub mod driver;
 pub mod ipc;
 pub mod net;
 pub mod services;

@@ -1,0 +1,6 @@
+//! `pilotctl`: the command-line client of the pilot daemon. See `docs/PILOTCTL.md`.
+
+fn main() {
+    let args = std::env::args().skip(1).collect();
+    std::process::exit(pilot_bins::pilotctl::run(args));
+}

@@ -1,0 +1,130 @@
+//! The command table and dispatch. The table also feeds `pilotctl context`, so what the help
+//! says and what runs cannot drift apart.
+
+mod context;
+mod daemon;
+mod names;
+mod probe;
+mod status;
+mod stream;
+mod trust;
+
+use super::args::{switch, value, Args, Flag};
+use super::output::{CliError, Code, Success};
+use super::Ctx;
+
+/// One command: its name, arguments, flags, and what it prints.
+pub struct Spec {
+    /// The name (`"daemon start"` for sub-commands).
+    pub name: &'static str,
+    /// Argument synopsis, one entry per argument or flag.
+    pub args: &'static [&'static str],
+    /// What it does.
+    pub description: &'static str,
+    /// The keys of its JSON `data`.
+    pub returns: &'static str,
+    /// Flags it accepts.
+    pub flags: &'static [Flag],
+}
+
+const DAEMON_START_FLAGS: &[Flag] = &[
+    value("config"),
+    value("registry"),
+    value("beacon"),
+    value("listen"),
+    value("socket"),
+    value("identity"),
+    value("owner"),
+    value("hostname"),
+    value("log-level"),
+    value("log-format"),
+    value("webhook"),
+    switch("public"),
+    switch("no-encrypt"),
+    switch("foreground"),
+];
+
+/// Every command, in the order `context` lists them.
+pub const COMMANDS: &[Spec] = &[
+    Spec { name: "daemon start", args: &["[--registry addr]", "[--beacon addr]", "[--listen addr]", "[--socket path]", "[--identity path]", "[--owner email]", "[--hostname name]", "[--log-level level]", "[--log-format text|json]", "[--public]", "[--no-encrypt]", "[--webhook url]", "[--config path]", "[--foreground]"], description: "Start the daemon in the background and wait until it answers", returns: "pid, node_id, address, hostname, socket, log_file", flags: DAEMON_START_FLAGS },
+    Spec { name: "daemon stop", args: &[], description: "Stop the daemon started by pilotctl (SIGTERM, then SIGKILL after 10s)", returns: "pid, forced (if killed)", flags: &[] },
+    Spec { name: "daemon status", args: &["[--check]"], description: "Whether the daemon runs and answers; --check: exit 0 if it answers, else 1, silently", returns: "running, responsive, pid, pid_file, socket [, node_id, address, hostname, uptime_secs, peers, connections]", flags: &[switch("check")] },
+    Spec { name: "info", args: &[], description: "The daemon's status: address, peers, connections, traffic", returns: "the daemon's Info JSON", flags: &[] },
+    Spec { name: "peers", args: &["[--search query]"], description: "Tunnel peers (search: substring of node ID or endpoint)", returns: "peers, total", flags: &[value("search")] },
+    Spec { name: "connections", args: &[], description: "Open connections with transport statistics", returns: "connections, total", flags: &[] },
+    Spec { name: "find", args: &["<hostname>"], description: "Look a hostname up in the registry", returns: "hostname, node_id, address, public", flags: &[] },
+    Spec { name: "set-hostname", args: &["<name>"], description: "Set this node's hostname (also saved in the config)", returns: "hostname, node_id", flags: &[] },
+    Spec { name: "set-public", args: &[], description: "Make this node's endpoint resolvable by anyone", returns: "type, node_id, visibility", flags: &[] },
+    Spec { name: "set-private", args: &[], description: "Make this node's endpoint resolvable only by trusted peers", returns: "type, node_id, visibility", flags: &[] },
+    Spec { name: "handshake", args: &["<node_id|address|hostname>", "[justification]"], description: "Ask a node to trust this one", returns: "status, node_id", flags: &[] },
+    Spec { name: "pending", args: &[], description: "Trust requests waiting for your approval", returns: "pending[node_id, public_key, justification, received_at]", flags: &[] },
+    Spec { name: "approve", args: &["<node_id>"], description: "Approve a pending trust request", returns: "status, node_id", flags: &[] },
+    Spec { name: "reject", args: &["<node_id>", "[reason]"], description: "Reject a pending trust request", returns: "status, node_id", flags: &[] },
+    Spec { name: "trust", args: &[], description: "Trusted peers", returns: "trusted[node_id, public_key, approved_at, mutual, network]", flags: &[] },
+    Spec { name: "untrust", args: &["<node_id>"], description: "Revoke trust in a node", returns: "node_id", flags: &[] },
+    Spec { name: "connect", args: &["<target>", "[port=1000]", "[--message msg]", "[--timeout 30s]"], description: "Open a stream, send one message (or stdin), print one reply", returns: "target, port, sent, response", flags: &[value("message"), value("timeout")] },
+    Spec { name: "send", args: &["<target>", "<port>", "--data data", "[--timeout 30s]"], description: "Open a stream to a port, send data, print one reply", returns: "target, port, sent, response", flags: &[value("data"), value("timeout")] },
+    Spec { name: "recv", args: &["<port>", "[--count 1]", "[--timeout 30s]"], description: "Listen on a port and print one message from each inbound connection", returns: "messages[seq, port, data, bytes | error], timeout", flags: &[value("count"), value("timeout")] },
+    Spec { name: "ping", args: &["<target>", "[--count 4]", "[--interval 1s]", "[--timeout 30s]"], description: "Round trips to the echo service (port 7); each probe dials, so RTT includes setup", returns: "target, results[seq, rtt_ms, bytes | error], sent, received, min_ms, avg_ms, max_ms, timeout", flags: &[value("count"), value("interval"), value("timeout")] },
+    Spec { name: "bench", args: &["<target>", "[size_mb=1]", "[--timeout 120s]"], description: "Throughput to the echo service (port 7), sending and reading back concurrently", returns: "target, sent_bytes, recv_bytes, send_duration_ms, total_duration_ms, send_mbps, total_mbps", flags: &[value("timeout")] },
+    Spec { name: "context", args: &[], description: "Every command with its arguments and output, error codes, environment", returns: "version, commands, error_codes, global_flags, environment, config_file", flags: &[] },
+];
+
+/// The command called `name`.
+pub fn find(name: &str) -> Option<&'static Spec> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Runs the command line `args` (without `--json`).
+pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
+    let (name, rest) = match args.first().map(String::as_str) {
+        Some("daemon") => match args.get(1).map(String::as_str) {
+            Some(sub @ ("start" | "stop" | "status")) => (format!("daemon {sub}"), &args[2..]),
+            _ => {
+                return Err(
+                    CliError::usage("daemon", "'daemon' needs start, stop or status")
+                        .hint("usage: pilotctl daemon start|stop|status"),
+                )
+            }
+        },
+        Some(name) => (name.to_string(), &args[1..]),
+        None => return Err(unknown("")),
+    };
+    let spec = find(&name).ok_or_else(|| unknown(&name))?;
+    let args = Args::parse(spec.name, rest, spec.flags)?;
+    match spec.name {
+        "daemon start" => daemon::start(ctx, &args).await,
+        "daemon stop" => daemon::stop(ctx, &args).await,
+        "daemon status" => daemon::status(ctx, &args).await,
+        "info" => status::info(ctx, &args).await,
+        "peers" => status::peers(ctx, &args).await,
+        "connections" => status::connections(ctx, &args).await,
+        "find" => names::find(ctx, &args).await,
+        "set-hostname" => names::set_hostname(ctx, &args).await,
+        "set-public" => names::set_visibility(ctx, &args, true).await,
+        "set-private" => names::set_visibility(ctx, &args, false).await,
+        "handshake" => trust::handshake(ctx, &args).await,
+        "pending" => trust::pending(ctx, &args).await,
+        "approve" => trust::approve(ctx, &args).await,
+        "reject" => trust::reject(ctx, &args).await,
+        "trust" => trust::trusted(ctx, &args).await,
+        "untrust" => trust::untrust(ctx, &args).await,
+        "connect" => stream::connect(ctx, &args).await,
+        "send" => stream::send(ctx, &args).await,
+        "recv" => stream::recv(ctx, &args).await,
+        "ping" => probe::ping(ctx, &args).await,
+        "bench" => probe::bench(ctx, &args).await,
+        "context" => context::context(&args),
+        other => Err(CliError::new(
+            Code::Internal,
+            format!("command {other} has no handler"),
+        )),
+    }
+}
+
+fn unknown(name: &str) -> CliError {
+    let mut err = CliError::new(Code::InvalidArgument, format!("unknown command {name:?}"))
+        .hint("run 'pilotctl context' for the full command list");
+    err.usage = true;
+    err
+}

@@ -1,0 +1,147 @@
+//! `pilotctl`: drive the local pilot daemon from a shell or a script.
+//!
+//! Commands, flags and the `--json` envelope follow the reference CLI (`spec/services.md` §9-§12)
+//! so scripts written for it keep working; `docs/PILOTCTL.md` lists what is implemented.
+
+pub mod args;
+pub mod commands;
+pub mod config;
+pub mod output;
+pub mod target;
+
+use output::{print_error, print_success, CliError, Code};
+use pilot::driver::Driver;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long connecting (and the Hello exchange) may take before the daemon counts as hung.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const USAGE: &str = "\
+usage: pilotctl [--json] <command> [arguments]
+
+Commands:
+  info | peers [--search q] | connections
+  handshake <target> [justification] | pending | approve <node_id> | reject <node_id> [reason]
+  trust | untrust <node_id>
+  find <hostname> | set-hostname <name> | set-public | set-private
+  ping <target> [--count 4] | bench <target> [size_mb] | connect <target> [port] [--message m]
+  send <target> <port> --data d | recv <port> [--count 1]
+  daemon start|stop|status
+  context   (every command, its arguments and output, as JSON)
+
+<target> is an address (0:0000.0000.002A), a node ID (42) or a hostname.";
+
+/// What every command gets: output mode and the environment's paths.
+pub struct Ctx {
+    /// `--json` was given.
+    pub json: bool,
+    home: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// The environment of this process.
+    pub fn from_env(json: bool) -> Self {
+        Ctx {
+            json,
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+
+    /// `$HOME/.pilot`.
+    pub fn pilot_dir(&self) -> Result<PathBuf, CliError> {
+        self.home.as_ref().map(|h| h.join(".pilot")).ok_or_else(|| {
+            CliError::new(Code::Internal, "HOME is not set").hint("set HOME to your home directory")
+        })
+    }
+
+    /// The daemon socket: `PILOT_SOCKET` > config `socket` > the SDK's default.
+    pub fn socket(&self) -> PathBuf {
+        if let Some(env) = std::env::var_os("PILOT_SOCKET").filter(|v| !v.is_empty()) {
+            return PathBuf::from(env);
+        }
+        if let Some(socket) = self.config_string("socket") {
+            return PathBuf::from(socket);
+        }
+        pilot::driver::default_socket_path()
+    }
+
+    /// A string value of the config file, if set and non-empty.
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        let dir = self.pilot_dir().ok()?;
+        config::load(&dir)
+            .get(key)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    /// Connects to the daemon.
+    pub async fn driver(&self) -> Result<Driver, CliError> {
+        let socket = self.socket();
+        match tokio::time::timeout(CONNECT_TIMEOUT, Driver::connect(&socket)).await {
+            Ok(result) => result.map_err(CliError::from),
+            Err(_) => Err(CliError::new(
+                Code::Timeout,
+                format!("the daemon on {} does not answer", socket.display()),
+            )
+            .hint("check the daemon's log, or restart it: pilotctl daemon stop; pilotctl daemon start")),
+        }
+    }
+
+    /// Prints a progress note on stderr (human mode only).
+    pub fn note(&self, text: &str) {
+        if !self.json {
+            eprintln!("{text}");
+        }
+    }
+}
+
+fn print_usage(error: Option<&str>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    if let Some(message) = error {
+        let _ = writeln!(err, "error: {message}\n");
+    }
+    let _ = writeln!(err, "{USAGE}");
+}
+
+/// Runs pilotctl with `args` (without the program name); returns the exit status.
+pub fn run(args: Vec<String>) -> i32 {
+    let json = args.iter().any(|a| a == "--json");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--json").collect();
+    if args.is_empty() {
+        print_usage(None);
+        return 2;
+    }
+    let ctx = Ctx::from_env(json);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            print_error(
+                json,
+                &CliError::new(Code::Internal, format!("cannot start the runtime: {e}")),
+            );
+            return 1;
+        }
+    };
+    match runtime.block_on(commands::dispatch(&ctx, &args)) {
+        Ok(success) => {
+            print_success(json, &success);
+            0
+        }
+        Err(err) if err.usage && !json => {
+            print_usage(Some(&err.message));
+            2
+        }
+        Err(err) => {
+            print_error(json, &err);
+            1
+        }
+    }
+}
