@@ -19,4 +19,5 @@ pub mod ipc;
 pub mod net;
 pub mod services;
 pub mod transport;
+pub mod tunnel;
 pub mod wire;
