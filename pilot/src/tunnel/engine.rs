@@ -22,6 +22,8 @@ const PUNCH_MEMORY: Duration = Duration::from_secs(10);
 const PUNCH_ENDPOINTS: usize = 16;
 /// Probes per Punch Command (`spec/wire.md` §4.7).
 const PUNCH_PROBES: usize = 3;
+/// `PILA`s sent per second in answer to Punch Commands while no peer of ours is probing.
+const UNSOLICITED_PUNCH_PILAS: u32 = 8;
 
 /// Something the daemon should know or do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +123,8 @@ pub struct Tunnel {
     next_discover: Option<Instant>,
     /// Endpoints Punch Commands told us about, and when.
     punched: VecDeque<(Instant, SocketAddr)>,
+    /// Unsolicited punch `PILA`s: the second they count in, and how many went out in it.
+    punch_budget: (Option<Instant>, u32),
     /// Scratch for path actions.
     actions: Vec<PathAction>,
 }
@@ -153,6 +157,7 @@ impl Tunnel {
             public_endpoint: None,
             next_discover: None,
             punched: VecDeque::new(),
+            punch_budget: (None, 0),
             actions: Vec::new(),
         }
     }
@@ -803,8 +808,12 @@ impl Tunnel {
                 .any(|(t, a)| *a == from && now.saturating_duration_since(*t) < PUNCH_MEMORY)
     }
 
-    /// A Punch Command from the beacon: probe the endpoint, and send our `PILA` there if a
-    /// peer is looking for a path (the command does not say which one).
+    /// A Punch Command from the beacon: probe the endpoint and send our `PILA` there. The
+    /// command does not say which peer it is about. If one of ours is looking for a path, the
+    /// endpoint becomes its candidate. If none is, a peer is punching towards us: our `PILA`
+    /// lets it in where our `PILP`s alone cannot (its NAT filters what we send to its
+    /// registered address, ours admits its answer). Those unsolicited `PILA`s are budgeted,
+    /// since anyone can make the beacon send us Punch Commands (Q15).
     fn on_punch_command(&mut self, now: Instant, endpoint: SocketAddr) {
         for _ in 0..PUNCH_PROBES {
             self.outbox.push_copy(endpoint, &PILP);
@@ -821,10 +830,20 @@ impl Tunnel {
                 probing = true;
             }
         }
-        if probing && self.config.encryption {
+        if self.config.encryption && (probing || self.unsolicited_punch_allowed(now)) {
             let pila = self.pila;
             self.outbox.push_copy(endpoint, &pila);
         }
+    }
+
+    fn unsolicited_punch_allowed(&mut self, now: Instant) -> bool {
+        let (start, count) = &mut self.punch_budget;
+        if start.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
+            *start = Some(now);
+            *count = 0;
+        }
+        *count += 1;
+        *count <= UNSOLICITED_PUNCH_PILAS
     }
 
     // ---- sending ----
