@@ -858,3 +858,28 @@ fn nat_pairs_end_direct_or_relayed_as_documented() {
         }
     }
 }
+
+#[test]
+fn a_dead_direct_path_falls_back_to_relay() {
+    let mut net = Net::new(16, &[NatKind::Open, NatKind::Open], true);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(2));
+    net.inbox(2);
+    assert!(matches!(net.route(1, 2), Some(PeerRoute::Direct(_))));
+    // The direct path dies silently (the beacon is still reachable).
+    net.direct_blocked = true;
+    for _ in 0..50 {
+        net.send(1, 2, b"tick").unwrap();
+        net.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(net.route(1, 2), Some(PeerRoute::Relay));
+    let got = net.inbox(2);
+    assert!(
+        got.len() >= 3 && got.iter().all(|m| *m == msg(b"tick", 1, true)),
+        "{got:?}"
+    );
+    // And once the path heals, a background punch brings it back.
+    net.direct_blocked = false;
+    net.run_for(Duration::from_secs(20));
+    assert!(matches!(net.route(1, 2), Some(PeerRoute::Direct(_))));
+}
