@@ -24,6 +24,10 @@ const PUNCH_ENDPOINTS: usize = 16;
 const PUNCH_PROBES: usize = 3;
 /// `PILA`s sent per second in answer to Punch Commands while no peer of ours is probing.
 const UNSOLICITED_PUNCH_PILAS: u32 = 8;
+/// Sealed frames held per node while its `PILA` waits for the registry key.
+const DEFERRED_PER_NODE: usize = 4;
+/// Sealed frames held in all.
+const DEFERRED_TOTAL: usize = 64;
 
 /// Something the daemon should know or do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +127,11 @@ pub struct Tunnel {
     next_discover: Option<Instant>,
     /// Endpoints Punch Commands told us about, and when.
     punched: VecDeque<(Instant, SocketAddr)>,
+    /// Sealed frames that arrived right behind a `PILA` still waiting for its key, per node:
+    /// (source, relayed, frame). Opened once the key exchange is accepted.
+    deferred: BTreeMap<u32, Vec<(SocketAddr, bool, Vec<u8>)>>,
+    /// Deferred frames whose key is now agreed, for [`Tunnel::poll_received`].
+    ready: VecDeque<(SocketAddr, bool, Vec<u8>)>,
     /// Unsolicited punch `PILA`s: the second they count in, and how many went out in it.
     punch_budget: (Option<Instant>, u32),
     /// Scratch for path actions.
@@ -157,6 +166,8 @@ impl Tunnel {
             public_endpoint: None,
             next_discover: None,
             punched: VecDeque::new(),
+            deferred: BTreeMap::new(),
+            ready: VecDeque::new(),
             punch_budget: (None, 0),
             actions: Vec::new(),
         }
@@ -242,6 +253,14 @@ impl Tunnel {
         if let Some(stashed) = self.keycache.take_stashed(node) {
             self.accept_pila(now, stashed, key);
         }
+        // Frames that came right behind the PILA can be opened now if it was accepted.
+        for frame in self.deferred.remove(&node).unwrap_or_default() {
+            if self.peers.contains_key(&node) {
+                self.ready.push_back(frame);
+            } else {
+                self.outbox.recycle(frame.2);
+            }
+        }
     }
 
     /// Extra addresses for `node` (e.g. from the daemon's own knowledge); probed at the next
@@ -289,6 +308,9 @@ impl Tunnel {
         }
         self.keycache.remove(node);
         self.resolves.answered(node);
+        for (_, _, frame) in self.deferred.remove(&node).unwrap_or_default() {
+            self.outbox.recycle(frame);
+        }
     }
 
     /// Queues a Discover to the beacon (from the tunnel socket, so the endpoint it observes is
@@ -462,6 +484,36 @@ impl Tunnel {
         self.events.pop_front()
     }
 
+    /// The next packet that arrived before its sender's key was agreed and can be opened now
+    /// (sealed frames right behind a `PILA` that waited for [`Tunnel::on_registry_key`]).
+    /// Call after `on_registry_key` until `None`.
+    pub fn poll_received<'a>(&mut self, now: Instant, plain: &'a mut [u8]) -> Option<Received<'a>> {
+        while let Some((from, relayed, frame)) = self.ready.pop_front() {
+            let got = match TunnelFrame::decode(&frame) {
+                Ok(TunnelFrame::Sealed(sealed)) => {
+                    self.handle_sealed(now, from, relayed, &sealed, &mut *plain)
+                }
+                _ => None,
+            };
+            self.outbox.recycle(frame);
+            if let Some(got) = got {
+                // Reborrow for the caller's lifetime: `got` only borrows `plain`.
+                let (peer, relayed) = (got.peer, got.relayed);
+                let len = got.bytes.len();
+                let bytes = &plain[..len];
+                let packet = Packet::decode(bytes).ok()?;
+                return Some(Received {
+                    peer,
+                    packet,
+                    bytes,
+                    relayed,
+                    plaintext: false,
+                });
+            }
+        }
+        None
+    }
+
     // ---- receive processing ----
 
     /// A tunnel frame, direct (`relay_sender` is `None`) or from a Relay Deliver.
@@ -562,6 +614,18 @@ impl Tunnel {
             return None;
         }
         let node = sealed.sender;
+        if !self.peers.contains_key(&node) && self.keycache.is_stashed(node) {
+            // Right behind its PILA, which waits for the registry: hold the frame (bounded).
+            let total: usize = self.deferred.values().map(Vec::len).sum();
+            let held = self.deferred.entry(node).or_default();
+            if held.len() < DEFERRED_PER_NODE && total < DEFERRED_TOTAL {
+                let mut copy = self.outbox.buffer();
+                crate::wire::tunnel::SealedFrame::encode_prefix(node, &sealed.nonce, &mut copy);
+                copy.extend_from_slice(sealed.ciphertext);
+                held.push((from, relayed, copy));
+            }
+            return None;
+        }
         let Some(peer) = self.peers.get_mut(&node) else {
             // We hold nothing for this node: we may have restarted. Ask the daemon to resolve
             // it so a key exchange starts (bounded and deduplicated: the sender is unverified).

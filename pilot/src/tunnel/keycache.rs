@@ -147,6 +147,11 @@ impl KeyCache {
         self.stash.remove(&node);
     }
 
+    /// Whether a `PILA` from `node` waits for its key.
+    pub fn is_stashed(&self, node: u32) -> bool {
+        self.stash.contains_key(&node)
+    }
+
     /// Number of stashed frames.
     pub fn stashed(&self) -> usize {
         self.stash.len()
