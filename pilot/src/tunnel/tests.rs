@@ -102,9 +102,19 @@ struct Host {
 }
 
 /// The beacon: observed endpoints, punch coordination, relay (`spec/wire.md` §6).
-#[derive(Default)]
 struct Beacon {
     observed: std::collections::BTreeMap<u32, SocketAddr>,
+    /// Answer Punch Requests and relay; off, the beacon only answers Discovers.
+    helps: bool,
+}
+
+impl Default for Beacon {
+    fn default() -> Self {
+        Beacon {
+            observed: Default::default(),
+            helps: true,
+        }
+    }
 }
 
 impl Beacon {
@@ -122,6 +132,7 @@ impl Beacon {
                 self.observed.insert(node, from);
                 send(from, BeaconMessage::DiscoverReply { endpoint: from });
             }
+            _ if !self.helps => {}
             BeaconMessage::PunchRequest { requester, target } => {
                 self.observed.insert(requester, from);
                 if let Some(&t) = self.observed.get(&target) {
@@ -885,4 +896,57 @@ fn a_dead_direct_path_falls_back_to_relay() {
     net.direct_blocked = false;
     net.run_for(Duration::from_secs(20));
     assert!(matches!(net.route(1, 2), Some(PeerRoute::Direct(_))));
+}
+
+#[test]
+fn without_encryption_packets_travel_as_plaintext_and_key_exchanges_are_ignored() {
+    let cfg = TunnelConfig {
+        encryption: false,
+        ..config(false)
+    };
+    let mut net = Net::with_config(17, &[NatKind::Open, NatKind::Open], cfg);
+    net.send(1, 2, b"plain hello").unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.inbox(2), [msg(b"plain hello", 1, false)]);
+    assert_eq!(net.pilas_sent(), 0);
+    assert!(net.log.iter().all(|(_, _, b)| !b.starts_with(b"PILS")));
+    // Node 2 learns of node 1 from the packet and resolves it to answer.
+    net.send(2, 1, b"plain reply").unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.inbox(1), [msg(b"plain reply", 2, false)]);
+    let b = net.hosts[1].local;
+    assert_eq!(
+        net.route(1, 2),
+        Some(PeerRoute::Direct(b)),
+        "the reply confirmed the path"
+    );
+}
+
+#[test]
+fn without_punching_or_relay_only_the_direct_cells_connect() {
+    use NatKind::*;
+    let kinds = [
+        Open,
+        FullCone,
+        RestrictedCone,
+        PortRestrictedCone,
+        Symmetric,
+    ];
+    for (i, &a) in kinds.iter().enumerate() {
+        for &b in &kinds {
+            let mut net = Net::new(200 + i as u64, &[a, b], true);
+            net.beacon.helps = false;
+            net.send(1, 2, b"ping").unwrap();
+            net.run_for(Duration::from_secs(3));
+            // docs/TUNNEL.md: direct exactly when the target admits unsolicited traffic.
+            let direct = matches!(b, Open | FullCone);
+            let got = net.inbox(2);
+            if direct {
+                assert_eq!(got, [msg(b"ping", 1, false)], "{a:?} -> {b:?}");
+                assert!(matches!(net.route(1, 2), Some(PeerRoute::Direct(_))));
+            } else {
+                assert!(got.is_empty(), "{a:?} -> {b:?} needs the beacon");
+            }
+        }
+    }
 }
