@@ -22,4 +22,5 @@ pub mod net;
 pub mod services;
 pub mod registry;
 pub mod transport;
+pub mod tunnel;
 pub mod wire;

@@ -1,0 +1,439 @@
+//! How we reach one peer: direct, hole-punched through the beacon, or relayed. Sans-IO.
+//!
+//! A [`PeerPath`] holds the peer's candidate addresses and the route in use, and decides, on
+//! timers and on authenticated frames, what to do next. It emits [`PathAction`]s; the tunnel
+//! turns them into datagrams. The timeline (`docs/TUNNEL.md` has the whole story):
+//!
+//! 1. First contact: a Punch Request to the beacon and a *probe window*: our `PILA` to every
+//!    candidate every `probe_interval` for `probe_window`.
+//! 2. An authenticated frame arriving directly confirms the path at its source address.
+//! 3. Nothing direct by the end of the window: relay through the beacon (if there is one), and
+//!    punch again in the background, every `punch_retry` doubling up to `punch_retry_max`.
+//!    A later punch that succeeds moves the peer back to direct.
+//! 4. A direct path idle for `keepalive_interval` gets a `PILP`, while it saw traffic within
+//!    `active_window`; data left unanswered for `dead_after` declares it dead: relay, probe.
+//! 5. Data left unanswered for `silence_rekey` re-sends our `PILA` (the peer may have restarted).
+
+use super::config::Timing;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The route packets to a peer take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerRoute {
+    /// No direct path confirmed yet and not relayed: sends go to the first candidate.
+    Probing,
+    /// Confirmed direct at this address (an authenticated frame came from it).
+    Direct(SocketAddr),
+    /// Wrapped in Relay messages to the beacon.
+    Relay,
+}
+
+/// Something the path wants sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathAction {
+    /// Our key-exchange frame to this address, directly (a probe).
+    Probe(SocketAddr),
+    /// Our key-exchange frame along the current route (the peer went silent).
+    KeyExchange,
+    /// A Punch Request to the beacon.
+    PunchRequest,
+    /// A `PILP` to this address, to hold the NAT mapping open.
+    Keepalive(SocketAddr),
+}
+
+/// An active round of probes.
+#[derive(Clone, Copy, Debug)]
+struct ProbeWindow {
+    next: Instant,
+    until: Instant,
+}
+
+/// The path state of one peer.
+#[derive(Clone, Debug)]
+pub struct PeerPath {
+    route: PeerRoute,
+    /// Addresses the peer may be reached at, oldest first (registry, punch commands, sources).
+    candidates: Vec<SocketAddr>,
+    probe: Option<ProbeWindow>,
+    /// When to start the next punch attempt (Punch Request and probe window).
+    punch_at: Option<Instant>,
+    punch_backoff: Duration,
+    /// Last authenticated frame received, directly or relayed.
+    last_rx: Option<Instant>,
+    /// Last datagram we sent to the direct endpoint.
+    last_direct_tx: Option<Instant>,
+    /// Last data sent or received: keepalives run only while this is recent.
+    last_activity: Option<Instant>,
+    /// First data sent since the last authenticated frame received.
+    unanswered_since: Option<Instant>,
+    /// When to re-send our key exchange if the silence goes on.
+    silence_next: Option<Instant>,
+    silence_backoff: Duration,
+}
+
+impl PeerPath {
+    /// A peer we are about to contact: probe `candidate` (from the registry) and punch now.
+    pub fn new(now: Instant, candidate: Option<SocketAddr>, timing: &Timing) -> Self {
+        PeerPath {
+            route: PeerRoute::Probing,
+            candidates: candidate.into_iter().collect(),
+            probe: None,
+            punch_at: Some(now),
+            punch_backoff: timing.punch_retry,
+            last_rx: None,
+            last_direct_tx: None,
+            last_activity: None,
+            unanswered_since: None,
+            silence_next: None,
+            silence_backoff: timing.silence_rekey,
+        }
+    }
+
+    /// A peer that contacted us with an authenticated frame: directly from `from`, or relayed
+    /// (`from` is `None`).
+    pub fn inbound(now: Instant, from: Option<SocketAddr>, timing: &Timing) -> Self {
+        let mut path = PeerPath::new(now, from, timing);
+        path.punch_at = None;
+        path.route = match from {
+            Some(addr) => PeerRoute::Direct(addr),
+            None => {
+                path.punch_at = Some(now + timing.punch_retry);
+                PeerRoute::Relay
+            }
+        };
+        path.last_rx = Some(now);
+        path.last_activity = Some(now);
+        path
+    }
+
+    /// The route in use.
+    pub fn route(&self) -> PeerRoute {
+        self.route
+    }
+
+    /// Where a packet goes now: an address, or `None` for the relay (or nowhere, if there is
+    /// no candidate and no beacon: the caller checks).
+    pub fn direct_destination(&self) -> Option<SocketAddr> {
+        match self.route {
+            PeerRoute::Direct(addr) => Some(addr),
+            PeerRoute::Probing => self.candidates.first().copied(),
+            PeerRoute::Relay => None,
+        }
+    }
+
+    /// The candidate addresses, oldest first.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// Whether `addr` is one we probe (or were told about).
+    pub fn is_candidate(&self, addr: SocketAddr) -> bool {
+        self.candidates.contains(&addr)
+    }
+
+    /// Whether a probe window is running.
+    pub fn is_probing(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// Remembers `addr` as a way to reach the peer, forgetting the oldest beyond `limit`.
+    pub fn add_candidate(&mut self, addr: SocketAddr, limit: usize) {
+        if self.candidates.contains(&addr) || limit == 0 {
+            return;
+        }
+        if self.candidates.len() >= limit {
+            self.candidates.remove(0);
+        }
+        self.candidates.push(addr);
+    }
+
+    /// Starts a punch attempt at the next timeout, unless the path is direct.
+    pub fn punch_now(&mut self, now: Instant) {
+        if !matches!(self.route, PeerRoute::Direct(_)) {
+            self.punch_at = Some(now);
+        }
+    }
+
+    /// An authenticated frame from the peer. `from` is its source if it came directly, `None`
+    /// if relayed. `confirms` says whether it may move the direct path to `from` (it is fresh,
+    /// or came from an address we probe). `relay` says whether a relay exists.
+    pub fn on_authenticated(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        confirms: bool,
+        relay: bool,
+        timing: &Timing,
+        limit: usize,
+    ) {
+        self.last_rx = Some(now);
+        self.last_activity = Some(now);
+        self.unanswered_since = None;
+        self.silence_next = None;
+        self.silence_backoff = timing.silence_rekey;
+        match from {
+            Some(addr) if confirms => {
+                self.add_candidate(addr, limit);
+                self.route = PeerRoute::Direct(addr);
+                self.probe = None;
+                self.punch_at = None;
+                self.punch_backoff = timing.punch_retry;
+            }
+            Some(_) => {}
+            None => {
+                // The peer reaches us only through the relay: answer the same way while we
+                // keep looking for a direct path.
+                if self.route == PeerRoute::Probing && relay {
+                    self.route = PeerRoute::Relay;
+                    if self.probe.is_none() && self.punch_at.is_none() {
+                        self.punch_at = Some(now + self.punch_backoff);
+                    }
+                }
+            }
+        }
+    }
+
+    /// We sent data (not a probe or keepalive) to the peer.
+    pub fn on_data_sent(&mut self, now: Instant) {
+        self.last_activity = Some(now);
+        self.expect_answer(now);
+    }
+
+    /// We sent something that the peer should answer: start the silence timers if not running.
+    pub fn expect_answer(&mut self, now: Instant) {
+        if self.unanswered_since.is_none() {
+            self.unanswered_since = Some(now);
+            self.silence_next = Some(now + self.silence_backoff);
+        }
+    }
+
+    /// Whether we are waiting for the peer to answer (probing, or data unanswered).
+    pub fn awaiting_answer(&self) -> bool {
+        self.probe.is_some() || self.unanswered_since.is_some()
+    }
+
+    /// We sent a datagram straight to the direct endpoint.
+    pub fn on_direct_sent(&mut self, now: Instant) {
+        self.last_direct_tx = Some(now);
+    }
+
+    fn keepalive_due(&self, timing: &Timing) -> Option<Instant> {
+        let PeerRoute::Direct(_) = self.route else {
+            return None;
+        };
+        let active = self.last_activity?;
+        // Anything sent straight to the endpoint refreshes the mapping as well as a PILP.
+        let due = self.last_direct_tx.unwrap_or(active) + timing.keepalive_interval;
+        (due < active + timing.active_window).then_some(due)
+    }
+
+    fn dead_due(&self, timing: &Timing) -> Option<Instant> {
+        match self.route {
+            PeerRoute::Direct(_) => self.unanswered_since.map(|t| t + timing.dead_after),
+            _ => None,
+        }
+    }
+
+    /// The next instant [`PeerPath::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self, timing: &Timing) -> Option<Instant> {
+        let probe = self.probe.map(|p| p.next.min(p.until));
+        [
+            probe,
+            self.punch_at,
+            self.keepalive_due(timing),
+            self.dead_due(timing),
+            self.silence_next,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the timers due at `now`, appending what to send to `out`. `relay` says whether a
+    /// beacon is configured.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        relay: bool,
+        timing: &Timing,
+        out: &mut Vec<PathAction>,
+    ) {
+        if self.dead_due(timing).is_some_and(|t| t <= now) {
+            // Data went unanswered too long on the direct path: relay meanwhile and probe.
+            self.route = if relay {
+                PeerRoute::Relay
+            } else {
+                PeerRoute::Probing
+            };
+            self.punch_at = Some(now);
+            self.punch_backoff = timing.punch_retry;
+        }
+        if self.punch_at.is_some_and(|t| t <= now) {
+            self.punch_at = None;
+            if relay {
+                out.push(PathAction::PunchRequest);
+            }
+            if self.probe.is_none() {
+                self.probe = Some(ProbeWindow {
+                    next: now,
+                    until: now + timing.probe_window,
+                });
+            }
+        }
+        if let Some(probe) = self.probe.as_mut() {
+            if now >= probe.until {
+                self.probe = None;
+                if !matches!(self.route, PeerRoute::Direct(_)) {
+                    if relay {
+                        self.route = PeerRoute::Relay;
+                    }
+                    // Punch again later, backing off: the NATs may change, or a block lift.
+                    self.punch_at = Some(now + self.punch_backoff);
+                    self.punch_backoff = (self.punch_backoff * 2).min(timing.punch_retry_max);
+                }
+            } else if now >= probe.next {
+                out.extend(self.candidates.iter().map(|&addr| PathAction::Probe(addr)));
+                while probe.next <= now {
+                    probe.next += timing.probe_interval.max(Duration::from_millis(1));
+                }
+            }
+        }
+        if let Some(due) = self.keepalive_due(timing) {
+            if due <= now {
+                if let PeerRoute::Direct(addr) = self.route {
+                    out.push(PathAction::Keepalive(addr));
+                    self.last_direct_tx = Some(now);
+                }
+            }
+        }
+        if self.silence_next.is_some_and(|t| t <= now) {
+            out.push(PathAction::KeyExchange);
+            self.silence_backoff = (self.silence_backoff * 2).min(timing.dead_after);
+            self.silence_next = Some(now + self.silence_backoff);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    /// Steps `path` through its timeouts up to `until`, collecting actions with their times.
+    fn run(
+        path: &mut PeerPath,
+        from: Instant,
+        until: Instant,
+        relay: bool,
+    ) -> Vec<(Duration, PathAction)> {
+        let timing = Timing::default();
+        let mut now = from;
+        let mut seen = Vec::new();
+        while let Some(t) = path.poll_timeout(&timing) {
+            if t > until {
+                break;
+            }
+            now = now.max(t);
+            let mut out = Vec::new();
+            path.handle_timeout(now, relay, &timing, &mut out);
+            seen.extend(out.into_iter().map(|a| (now - from, a)));
+        }
+        seen
+    }
+
+    #[test]
+    fn probes_then_relays_then_punches_again() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::new(t0, Some(addr(1)), &timing);
+        let seen = run(&mut path, t0, t0 + Duration::from_secs(20), true);
+        let ms = |d: Duration| d.as_millis();
+        let probes: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| *a == PathAction::Probe(addr(1)))
+            .map(|(t, _)| ms(*t))
+            .collect();
+        assert_eq!(probes[..6], [0, 250, 500, 750, 1000, 1250]);
+        assert_eq!(path.route(), PeerRoute::Relay);
+        let punches: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| *a == PathAction::PunchRequest)
+            .map(|(t, _)| ms(*t))
+            .collect();
+        assert_eq!(punches, [0, 16_500]);
+    }
+
+    #[test]
+    fn without_a_beacon_nothing_is_relayed() {
+        let t0 = Instant::now();
+        let mut path = PeerPath::new(t0, Some(addr(1)), &Timing::default());
+        let seen = run(&mut path, t0, t0 + Duration::from_secs(5), false);
+        assert!(!seen.contains(&(Duration::ZERO, PathAction::PunchRequest)));
+        assert_eq!(path.route(), PeerRoute::Probing);
+        assert_eq!(path.direct_destination(), Some(addr(1)));
+    }
+
+    #[test]
+    fn a_confirmed_frame_ends_probing_and_a_relayed_one_does_not_confirm() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::new(t0, Some(addr(1)), &timing);
+        path.handle_timeout(t0, true, &timing, &mut Vec::new());
+        path.on_authenticated(t0, None, true, true, &timing, 8);
+        assert_eq!(path.route(), PeerRoute::Relay);
+        assert!(
+            path.is_probing(),
+            "a relayed frame does not stop the search"
+        );
+        path.on_authenticated(t0, Some(addr(2)), false, true, &timing, 8);
+        assert_eq!(
+            path.route(),
+            PeerRoute::Relay,
+            "unconfirming frames move nothing"
+        );
+        path.on_authenticated(t0, Some(addr(2)), true, true, &timing, 8);
+        assert_eq!(path.route(), PeerRoute::Direct(addr(2)));
+        assert!(!path.is_probing());
+    }
+
+    #[test]
+    fn keepalives_while_active_then_stop() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
+        let seen = run(&mut path, t0, t0 + Duration::from_secs(300), true);
+        let keepalives: Vec<_> = seen.iter().map(|(t, _)| t.as_secs()).collect();
+        assert_eq!(keepalives, [15, 30, 45, 60, 75, 90, 105]);
+    }
+
+    #[test]
+    fn unanswered_data_rekeys_then_declares_the_path_dead() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
+        path.on_data_sent(t0);
+        let seen = run(&mut path, t0, t0 + Duration::from_secs(46), true);
+        let rekeys: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| *a == PathAction::KeyExchange)
+            .map(|(t, _)| t.as_secs())
+            .collect();
+        assert_eq!(rekeys, [3, 9, 21, 45]);
+        assert_eq!(path.route(), PeerRoute::Relay);
+        assert!(seen.contains(&(Duration::from_secs(45), PathAction::PunchRequest)));
+    }
+
+    #[test]
+    fn candidates_are_bounded() {
+        let t0 = Instant::now();
+        let mut path = PeerPath::new(t0, Some(addr(1)), &Timing::default());
+        for port in 2..20 {
+            path.add_candidate(addr(port), 4);
+        }
+        assert_eq!(path.candidates(), [addr(16), addr(17), addr(18), addr(19)]);
+    }
+}

@@ -1,0 +1,48 @@
+//! What the tunnel holds per peer node.
+
+use super::path::PeerPath;
+use super::pending::PendingQueue;
+use crate::crypto::PeerCrypto;
+use std::time::{Duration, Instant};
+
+/// One peer: its keys, how we reach it, and what waits for a key.
+#[derive(Debug)]
+pub struct Peer {
+    /// Key state and replay windows.
+    pub crypto: PeerCrypto,
+    /// Route and NAT-traversal state.
+    pub path: PeerPath,
+    /// Encoded packets waiting for a key.
+    pub pending: PendingQueue,
+    /// When we last sent a key exchange outside probe rounds (rate limit, Q21).
+    last_key_exchange: Option<Instant>,
+}
+
+impl Peer {
+    /// A peer with no key yet.
+    pub fn new(node: u32, path: PeerPath) -> Self {
+        Peer {
+            crypto: PeerCrypto::new(node),
+            path,
+            pending: PendingQueue::default(),
+            last_key_exchange: None,
+        }
+    }
+
+    /// Whether a rate-limited key exchange may go out now; records it if so.
+    pub fn key_exchange_allowed(&mut self, now: Instant, interval: Duration) -> bool {
+        if self
+            .last_key_exchange
+            .is_some_and(|t| now.saturating_duration_since(t) < interval)
+        {
+            return false;
+        }
+        self.last_key_exchange = Some(now);
+        true
+    }
+
+    /// Records a key exchange sent regardless of the limit (a required reply).
+    pub fn key_exchange_sent(&mut self, now: Instant) {
+        self.last_key_exchange = Some(now);
+    }
+}
