@@ -329,3 +329,22 @@ async fn a_dial_given_up_on_is_closed_when_it_completes() {
     client.send(Event::DialOk { conn: 12 }).await;
     assert_eq!(client.recv().await, Command::Close { conn: 12 });
 }
+
+#[tokio::test]
+async fn a_daemon_granting_no_initial_credit_gets_a_window_up_front() {
+    let daemon = FakeDaemon::new();
+    let (driver, mut client) = tokio::join!(
+        Driver::connect(daemon.path()),
+        daemon.accept_extended(0, 1 << 16)
+    );
+    let driver = driver.unwrap();
+    let d = driver.clone();
+    let dial = tokio::spawn(async move { d.dial(Addr::new(0, 7), 1000).await });
+    assert!(matches!(client.recv().await, Command::Dial { .. }));
+    client.send(Event::DialOk { conn: 2 }).await;
+    assert!(matches!(
+        client.recv().await,
+        Command::RecvCredit { conn: 2, bytes } if bytes > 0
+    ));
+    guard("dial", dial).await.unwrap().unwrap();
+}
