@@ -271,6 +271,17 @@ async fn send_connect_and_recv() {
         assert_eq!(data["timeout"], false);
 
         let err = daemon
+            .pilotctl(&["--json", "send", "nobody", "80", "--data", "x"])
+            .await
+            .error();
+        assert_eq!(err["code"], "not_found", "{err}");
+        let err = daemon
+            .pilotctl(&["--json", "send", "bad:target", "80", "--data", "x"])
+            .await
+            .error();
+        assert_eq!(err["code"], "invalid_argument", "{err}");
+
+        let err = daemon
             .pilotctl(&["--json", "send", "404", "80", "--data", "x"])
             .await
             .error();

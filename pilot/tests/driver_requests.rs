@@ -258,3 +258,19 @@ async fn a_socket_that_never_answers_hello_is_a_clear_error() {
     assert!(matches!(err, DriverError::NoAnswer { .. }), "{err}");
     assert!(err.to_string().contains("does not answer"), "{err}");
 }
+
+#[tokio::test]
+async fn oversized_requests_are_refused_before_they_reach_the_socket() {
+    let daemon = FakeDaemon::new();
+    let (driver, _client) = tokio::join!(Driver::connect(daemon.path()), daemon.accept_reference());
+    let justification = "x".repeat(pilot::ipc::MAX_MESSAGE);
+    let err = driver
+        .unwrap()
+        .handshake(5, &justification)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::TooLarge { len, .. } if len > pilot::ipc::MAX_MESSAGE),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use super::request::{Pending, PendingQueue, Reply, ReplySender};
 use super::stream::{lock, ConnSlot, ConnState, DEFAULT_RECV_WINDOW};
 use super::Datagram;
 use crate::ipc::message::{code, EventError};
-use crate::ipc::{Command, Event, FrameDecoder};
+use crate::ipc::{Command, Event, FrameDecoder, FrameError};
 use crate::wire::SocketAddr;
 use std::collections::HashMap;
 use std::io;
@@ -149,12 +149,14 @@ impl Shared {
         op: &'static str,
     ) -> Result<Reply> {
         let mut frame = Vec::new();
-        cmd.encode_framed(&mut frame)
-            .map_err(|_| DriverError::TooLarge {
+        cmd.encode_framed(&mut frame).map_err(|e| {
+            let FrameError::TooLarge(len) = e;
+            DriverError::TooLarge {
                 op,
-                len: frame.len(),
+                len,
                 max: crate::ipc::MAX_MESSAGE,
-            })?;
+            }
+        })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state();
