@@ -175,6 +175,9 @@ async fn trust_commands() {
             justification: "we work together".into()
         })));
 
+    let run = daemon.pilotctl(&["handshake", "0:0000.0000.0005"]).await;
+    assert!(run.stdout.contains("pilotctl approve 42"), "{run:?}");
+
     assert_eq!(
         daemon.pilotctl(&["--json", "approve", "9"]).await.data()["status"],
         "approved"
