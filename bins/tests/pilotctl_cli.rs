@@ -175,6 +175,9 @@ async fn trust_commands() {
             justification: "we work together".into()
         })));
 
+    let run = daemon.pilotctl(&["handshake", "0:0000.0000.0005"]).await;
+    assert!(run.stdout.contains("pilotctl approve 42"), "{run:?}");
+
     assert_eq!(
         daemon.pilotctl(&["--json", "approve", "9"]).await.data()["status"],
         "approved"
@@ -269,6 +272,17 @@ async fn send_connect_and_recv() {
         assert_eq!(data["messages"][0]["data"], "hello from peer");
         assert_eq!(data["messages"][0]["port"], 5000);
         assert_eq!(data["timeout"], false);
+
+        let err = daemon
+            .pilotctl(&["--json", "send", "nobody", "80", "--data", "x"])
+            .await
+            .error();
+        assert_eq!(err["code"], "not_found", "{err}");
+        let err = daemon
+            .pilotctl(&["--json", "send", "bad:target", "80", "--data", "x"])
+            .await
+            .error();
+        assert_eq!(err["code"], "invalid_argument", "{err}");
 
         let err = daemon
             .pilotctl(&["--json", "send", "404", "80", "--data", "x"])

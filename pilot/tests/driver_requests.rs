@@ -245,3 +245,32 @@ async fn socket_loss_fails_every_waiter_stream_and_listener() {
         Err(DriverError::Disconnected(_))
     ));
 }
+
+#[tokio::test]
+async fn a_socket_that_never_answers_hello_is_a_clear_error() {
+    let daemon = FakeDaemon::new();
+    let connect = tokio::spawn(Driver::connect(daemon.path().to_path_buf()));
+    let mut client = daemon.accept().await;
+    assert!(matches!(client.recv().await, Command::Hello(_)));
+    // Say nothing; let the clock run to the Hello deadline.
+    tokio::time::pause();
+    let err = connect.await.unwrap().unwrap_err();
+    assert!(matches!(err, DriverError::NoAnswer { .. }), "{err}");
+    assert!(err.to_string().contains("does not answer"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused_before_they_reach_the_socket() {
+    let daemon = FakeDaemon::new();
+    let (driver, _client) = tokio::join!(Driver::connect(daemon.path()), daemon.accept_reference());
+    let justification = "x".repeat(pilot::ipc::MAX_MESSAGE);
+    let err = driver
+        .unwrap()
+        .handshake(5, &justification)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::TooLarge { len, .. } if len > pilot::ipc::MAX_MESSAGE),
+        "{err}"
+    );
+}

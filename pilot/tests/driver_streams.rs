@@ -329,3 +329,80 @@ async fn a_dial_given_up_on_is_closed_when_it_completes() {
     client.send(Event::DialOk { conn: 12 }).await;
     assert_eq!(client.recv().await, Command::Close { conn: 12 });
 }
+
+#[tokio::test]
+async fn a_daemon_granting_no_initial_credit_gets_a_window_up_front() {
+    let daemon = FakeDaemon::new();
+    let (driver, mut client) = tokio::join!(
+        Driver::connect(daemon.path()),
+        daemon.accept_extended(0, 1 << 16)
+    );
+    let driver = driver.unwrap();
+    let d = driver.clone();
+    let dial = tokio::spawn(async move { d.dial(Addr::new(0, 7), 1000).await });
+    assert!(matches!(client.recv().await, Command::Dial { .. }));
+    client.send(Event::DialOk { conn: 2 }).await;
+    assert!(matches!(
+        client.recv().await,
+        Command::RecvCredit { conn: 2, bytes } if bytes > 0
+    ));
+    guard("dial", dial).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_full_accept_queue_refuses_new_connections_instead_of_blocking() {
+    let daemon = FakeDaemon::new();
+    let (driver, mut client) =
+        tokio::join!(Driver::connect(daemon.path()), daemon.accept_reference());
+    let driver = driver.unwrap();
+    let d = driver.clone();
+    let listen = tokio::spawn(async move { d.listen(500).await });
+    assert_eq!(client.recv().await, Command::Bind { port: 500 });
+    client.send(Event::BindOk { port: 500 }).await;
+    let mut listener = guard("listen", listen).await.unwrap().unwrap();
+    let queue = pilot::driver::ACCEPT_QUEUE as u32;
+    for conn in 1..=queue + 1 {
+        let remote = Addr::new(0, 3);
+        let accept = Event::Accept {
+            local_port: 500,
+            conn,
+            remote,
+            remote_port: 1,
+        };
+        client.send(accept).await;
+    }
+    assert_eq!(client.recv().await, Command::Close { conn: queue + 1 });
+    let first = guard("accept", listener.accept()).await.unwrap();
+    assert_eq!(first.conn_id(), 1);
+}
+
+#[tokio::test]
+async fn datagrams_beyond_the_queue_are_dropped_and_counted() {
+    let daemon = FakeDaemon::new();
+    let (driver, mut client) =
+        tokio::join!(Driver::connect(daemon.path()), daemon.accept_reference());
+    let driver = driver.unwrap();
+    for i in 0..pilot::driver::DATAGRAM_QUEUE + 3 {
+        let data = (i as u32).to_be_bytes().to_vec();
+        let src = Addr::new(0, 3);
+        client
+            .send(Event::RecvFrom {
+                src,
+                src_port: 1,
+                dst_port: 9,
+                data,
+            })
+            .await;
+    }
+    // A reply after the datagrams proves the reader has handled them all.
+    let d = driver.clone();
+    let info = tokio::spawn(async move { d.info().await });
+    assert_eq!(client.recv().await, Command::Info);
+    client
+        .send_json(0x0E, &serde_json::json!({"node_id": 1}))
+        .await;
+    guard("info", info).await.unwrap().unwrap();
+    assert_eq!(driver.dropped_datagrams(), 3);
+    let first = guard("datagram", driver.recv_from()).await.unwrap();
+    assert_eq!(first.data, 0u32.to_be_bytes());
+}

@@ -14,8 +14,9 @@ use pilot::driver::Driver;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long connecting (and the Hello exchange) may take before the daemon counts as hung.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take before the daemon counts as hung (the driver bounds the Hello
+/// exchange itself; this also bounds a connect that never completes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
 usage: pilotctl [--json] <command> [arguments]

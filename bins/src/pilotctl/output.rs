@@ -97,6 +97,9 @@ impl CliError {
                 format!("daemon is not running (no answer on {})", path.display()),
             )
             .hint("start the daemon with: pilotctl daemon start"),
+            DriverError::NoAnswer { .. } => CliError::new(Code::Timeout, message).hint(
+                "check the daemon's log, or restart it: pilotctl daemon stop; pilotctl daemon start",
+            ),
             DriverError::Disconnected(_) => CliError::new(Code::ConnectionFailed, message)
                 .hint("the daemon stopped or restarted; check it with: pilotctl daemon status"),
             DriverError::Daemon { .. } => CliError::new(Code::ConnectionFailed, message),

@@ -9,10 +9,10 @@
 use super::error::{DriverError, Result};
 use super::listener::Accepted;
 use super::request::{Pending, PendingQueue, Reply, ReplySender};
-use super::stream::{lock, ConnSlot, ConnState};
+use super::stream::{lock, ConnSlot, ConnState, DEFAULT_RECV_WINDOW};
 use super::Datagram;
 use crate::ipc::message::{code, EventError};
-use crate::ipc::{Command, Event, FrameDecoder};
+use crate::ipc::{Command, Event, FrameDecoder, FrameError};
 use crate::wire::SocketAddr;
 use std::collections::HashMap;
 use std::io;
@@ -149,12 +149,14 @@ impl Shared {
         op: &'static str,
     ) -> Result<Reply> {
         let mut frame = Vec::new();
-        cmd.encode_framed(&mut frame)
-            .map_err(|_| DriverError::TooLarge {
+        cmd.encode_framed(&mut frame).map_err(|e| {
+            let FrameError::TooLarge(len) = e;
+            DriverError::TooLarge {
                 op,
-                len: frame.len(),
+                len,
                 max: crate::ipc::MAX_MESSAGE,
-            })?;
+            }
+        })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state();
@@ -293,7 +295,7 @@ impl Shared {
                     tracing::debug!(conn, "DialOK nobody waits for; closing it");
                     return self.send_command(&Command::Close { conn }, None);
                 };
-                let slot = ConnState::new_slot(conn, state.features.conn_credit());
+                let slot = self.new_conn(&state, conn);
                 state.conns.insert(conn, slot.clone());
                 if !deliver(pending.tx, Ok(Reply::Dialed(conn, slot))) {
                     // The dialler gave up (timeout): don't leave the connection open.
@@ -331,8 +333,19 @@ impl Shared {
         }
     }
 
+    /// State for a new connection. A daemon that starts connections with no receive credit
+    /// gets our default window granted up front, or it could never send.
+    fn new_conn(&self, state: &State, conn: u32) -> ConnSlot {
+        let credit = state.features.conn_credit();
+        if let Some((0, _)) = credit {
+            let bytes = DEFAULT_RECV_WINDOW;
+            self.send_command(&Command::RecvCredit { conn, bytes }, None);
+        }
+        ConnState::new_slot(conn, credit)
+    }
+
     fn accept(&self, state: &mut State, port: u16, conn: u32, remote: SocketAddr) {
-        let slot = ConnState::new_slot(conn, state.features.conn_credit());
+        let slot = self.new_conn(state, conn);
         let accepted = Accepted {
             conn,
             remote,

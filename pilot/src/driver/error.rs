@@ -16,6 +16,17 @@ pub enum DriverError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The socket accepted the connection but nothing answered the Hello exchange.
+    #[error(
+        "the process listening on {} does not answer (no reply to Hello within {}s); is it a pilot daemon, and is it hung? check its log or restart it",
+        path.display(), secs
+    )]
+    NoAnswer {
+        /// The socket path.
+        path: PathBuf,
+        /// How long the driver waited.
+        secs: u64,
+    },
     /// The IPC socket was lost; every request, stream and listener of this driver fails.
     #[error("lost the connection to the pilot daemon ({0}); check that it is still running, then reconnect")]
     Disconnected(String),

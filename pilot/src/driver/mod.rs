@@ -47,6 +47,9 @@ use std::sync::Arc;
 /// The extensions this SDK asks for.
 const HELLO: &str = r#"{"version":1,"features":["credit","unbind","bound-datagrams"]}"#;
 
+/// How long a daemon may take to answer Hello before `connect` gives up.
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Largest datagram payload: the message cap minus code, address and port.
 pub const MAX_DATAGRAM: usize = MAX_MESSAGE - 9;
 
@@ -99,12 +102,16 @@ impl Driver {
             inner: Inner::start(socket),
         };
         let hello = Command::Hello(HELLO.as_bytes().to_vec());
-        match driver
-            .inner
-            .shared
-            .request(&hello, code::HELLO_OK, "hello")
-            .await
-        {
+        let reply = tokio::time::timeout(
+            HELLO_TIMEOUT,
+            driver.inner.shared.request(&hello, code::HELLO_OK, "hello"),
+        )
+        .await
+        .map_err(|_| DriverError::NoAnswer {
+            path: path.to_path_buf(),
+            secs: HELLO_TIMEOUT.as_secs(),
+        })?;
+        match reply {
             Ok(Reply::Event(Event::Json { json, .. })) => {
                 let reply: HelloOk =
                     serde_json::from_slice(&json).map_err(|e| DriverError::Malformed {

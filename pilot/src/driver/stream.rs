@@ -15,6 +15,7 @@ use crate::ipc::message::code;
 use crate::ipc::{Command, MAX_MESSAGE};
 use crate::wire::SocketAddr;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -268,8 +269,6 @@ impl Stream {
         )
     }
 }
-
-use std::future::Future;
 
 impl AsyncRead for Stream {
     fn poll_read(

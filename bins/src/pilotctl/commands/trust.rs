@@ -29,9 +29,14 @@ pub async fn handshake(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         None => target::resolve(ctx, &driver, target).await?.node,
     };
     let reply = driver.handshake(node, args.arg(1).unwrap_or("")).await?;
+    // Our own node ID makes the next step copy-pasteable; without it, say what to look up.
+    let own = match driver.info().await {
+        Ok(info) => info.node_id.to_string(),
+        Err(_) => "<your node ID>".to_string(),
+    };
     let human = format!(
         "Trust request sent to node {node}.\n\
-         Next: node {node} approves it with `pilotctl approve <your node ID>`;\n\
+         Next: node {node} approves it with `pilotctl approve {own}`;\n\
          check progress with `pilotctl trust`."
     );
     Ok(Success::new(
