@@ -15,6 +15,7 @@ impl Connection {
         [
             self.rto_at,
             self.delayed_ack_at,
+            self.pace_at,
             self.persist_at,
             if live { self.keepalive_at } else { None },
             idle,
@@ -60,6 +61,9 @@ impl Connection {
             if self.state == State::Closed {
                 return;
             }
+        }
+        if self.pace_at.is_some_and(|t| t <= now) {
+            self.pace_at = None;
         }
         if self.delayed_ack_at.is_some_and(|t| t <= now) {
             self.delayed_ack_at = None;
