@@ -47,8 +47,6 @@ impl Connection {
             // TIME_WAIT takes no data and its clock is not refreshed (Q6).
             return;
         }
-        self.last_recv = now;
-        self.arm_keepalive(now);
         let sack = SackList::decode(packet.payload);
         self.on_ack(now, h, packet.payload.is_empty(), sack.as_ref());
         if sack.is_none() && !packet.payload.is_empty() {
@@ -186,6 +184,10 @@ impl Connection {
         if ack.gt(nxt) || ack.lt(una) {
             return;
         }
+        // Only packets that acknowledge something plausible prove the peer alive, so garbage
+        // on the tuple cannot keep a dead connection from its idle timeout.
+        self.last_recv = now;
+        self.arm_keepalive(now);
         self.silent_timeouts = 0;
         self.confirmed = true;
         let mss = self.config.mss as u64;

@@ -600,6 +600,30 @@ fn keepalive_keeps_a_live_idle_connection() {
     assert!(sim.a.memory_usage() < 16 * 1024, "{}", sim.a.memory_usage());
 }
 
+/// Garbage on the tuple (ACKs for data never sent) does not keep a dead connection alive.
+#[test]
+fn garbage_does_not_postpone_the_idle_timeout() {
+    let mut sim = Sim::established(44);
+    sim.cut = true;
+    let bogus = sim.craft(
+        Dir::AtoB,
+        Flags::ACK,
+        7,
+        sim.b.send_next().wrapping_add(1 << 30),
+        512,
+        &[],
+    );
+    let start = sim.now;
+    while sim.b.state() != State::Closed && sim.now - start < Duration::from_secs(300) {
+        sim.now += Duration::from_secs(5);
+        sim.inject(Dir::AtoB, &bogus);
+        sim.b.handle_timeout(sim.now);
+        sim.drain(Dir::BtoA);
+    }
+    assert_eq!(sim.b.close_reason(), Some(CloseReason::IdleTimeout));
+    assert!(sim.now - start <= Duration::from_secs(125));
+}
+
 /// A duplicate SYN-ACK (our handshake ACK was lost) is answered with a pure ACK.
 #[test]
 fn duplicate_syn_ack_is_answered_with_ack() {
