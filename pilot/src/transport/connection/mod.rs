@@ -143,6 +143,9 @@ pub struct Stats {
     pub fast_retransmits: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
+    /// SYNs sent again during the dial (the daemon switches a peer to the relay after three,
+    /// `spec/transport.md` T-8).
+    pub syn_retransmits: u64,
     /// Duplicate ACKs counted.
     pub dup_acks: u64,
     /// SACK lists received.

@@ -97,6 +97,7 @@ impl Connection {
                 return;
             }
             self.pending.syn = true;
+            self.stats.syn_retransmits += 1;
             self.syn_rto = (self.syn_rto * 2).min(self.config.syn_max_rto);
             self.rto_at = Some(now + self.syn_rto);
             return;

@@ -643,13 +643,15 @@ fn dial_timeout_follows_the_reference_schedule() {
     sim.cut = true;
     let start = sim.now;
     sim.run_until(Duration::from_secs(100), |s| s.a.state() == State::Closed);
+    // The first SYN (at 0) went out when the pair was built; the trace has the resends.
     let syn_times: Vec<u64> = sim
         .trace
         .iter()
         .filter(|p| p.header.flags == Flags::SYN)
-        .map(|_| 0)
+        .map(|p| (p.at - start).as_secs())
         .collect();
-    assert_eq!(syn_times.len(), 6, "6 retransmissions after the first SYN");
+    assert_eq!(syn_times, vec![1, 3, 7, 15, 23, 31]);
+    assert_eq!(sim.a.stats().syn_retransmits, 6);
     assert_eq!((sim.now - start).as_secs(), 39);
     assert_eq!(sim.a.close_reason(), Some(CloseReason::DialTimeout));
     assert!(Sim::events(&mut sim.a).contains(&Event::Closed(CloseReason::DialTimeout)));
