@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static ALLOCS: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -30,6 +32,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
@@ -260,6 +263,17 @@ fn idle_memory() -> (usize, usize, isize) {
     )
 }
 
+/// Heap allocations per data segment during a lossless transfer (after the handshake).
+fn allocations_per_segment(total: usize) -> f64 {
+    let mut pair = Pair::new(Config::default(), 0.0, 7);
+    let chunk = vec![0x5a; 64 * 1024];
+    let mut sink = vec![0; 64 * 1024];
+    let before = ALLOCS.load(Ordering::Relaxed);
+    pair.transfer(total, &chunk, &mut sink);
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    allocs as f64 / (total / 4096) as f64
+}
+
 /// Median and best of a set of goodputs.
 fn median_best(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -284,6 +298,7 @@ fn summary() {
     let (lossy_med, lossy_best) = median_best(lossy);
     let (ep_med, ep_best) = median_best(endpoints);
     let (fresh, after, counted) = idle_memory();
+    let per_segment = allocations_per_segment(64 << 20);
     println!(
         "transport summary ({} MiB per run, {rounds} alternating runs, one thread, no crypto):",
         total >> 20
@@ -308,6 +323,7 @@ fn summary() {
         ep_med / 1e9,
         ep_best / 1e9
     );
+    println!("  heap allocations per data segment (64 MiB lossless): {per_segment:.5}");
     println!(
         "  idle connection memory: {fresh} B fresh (struct + heap), {after} B after a transfer \
          and a keepalive interval; counting allocator: {counted} B"

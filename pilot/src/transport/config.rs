@@ -53,6 +53,8 @@ pub struct Config {
     /// Accept the reference's RST form (seq 0, ack 0), which cannot be validated. Needed to
     /// hear resets from Go peers; turn off when every peer is a Rust peer.
     pub accept_unvalidated_rst: bool,
+    /// Spread each window over the round trip instead of bursting it (Q1).
+    pub pacing: bool,
     /// The congestion controller.
     pub congestion: SharedFactory,
 }
@@ -80,6 +82,7 @@ impl Default for Config {
             persist_initial: Duration::from_millis(500),
             persist_max: Duration::from_secs(30),
             accept_unvalidated_rst: true,
+            pacing: true,
             congestion: Arc::new(Algorithm::Cubic),
         }
     }

@@ -365,9 +365,19 @@ impl Endpoint {
         let was_live = slot.live;
         slot.live = live_now;
         let port = slot.tuple.0;
+        // Timers are registered lazily: a deadline that moved later keeps its earlier entry,
+        // which then fires early, finds nothing due and registers the real one. The RTO moves
+        // later on every ACK, so this keeps the ordered set out of the per-packet path.
         let deadline = slot.conn.poll_timeout();
         let old = slot.timer;
-        slot.timer = deadline;
+        let register = match (old, deadline) {
+            (Some(o), Some(d)) => d < o,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if register {
+            slot.timer = deadline;
+        }
         if may_send && !slot.queued_tx {
             slot.queued_tx = true;
             self.tx_queue.push_back(id);
@@ -381,7 +391,7 @@ impl Endpoint {
         if was_live && !live_now {
             self.unlive(port);
         }
-        if old != deadline {
+        if register {
             if let Some(t) = old {
                 self.timers.remove(&(t, id));
             }
@@ -702,7 +712,8 @@ impl Endpoint {
         None
     }
 
-    /// The earliest deadline of any connection.
+    /// The earliest deadline of any connection (possibly a little early: a connection whose
+    /// deadline moved later is woken at the old one and finds nothing to do).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(t, _)| t)
     }

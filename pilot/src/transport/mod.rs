@@ -14,6 +14,7 @@ pub mod congestion;
 pub mod connection;
 pub mod datagram;
 pub mod endpoint;
+mod pacing;
 mod recv_buf;
 mod ring;
 pub mod rtt;

@@ -195,13 +195,15 @@ impl SendBuffer {
     /// Applies a cumulative ACK `ack` (caller has checked `una < ack <= nxt`).
     pub fn ack(&mut self, ack: Seq) -> Acked {
         let mut out = Acked::default();
+        let mut resent = false;
         while let Some(front) = self.segs.front_mut() {
             if front.end().le(ack) {
                 let seg = *front;
                 self.segs.pop_front();
+                resent |= seg.transmissions > 1;
                 if seg.sacked {
                     self.sacked_bytes -= u64::from(seg.len);
-                } else if seg.transmissions == 1 {
+                } else if seg.transmissions == 1 && !seg.lost {
                     out.rtt_sent_at = Some(seg.sent_at);
                 }
                 if seg.lost {
@@ -225,6 +227,11 @@ impl SendBuffer {
                 break;
             }
         }
+        if resent {
+            // The ACK waited for a retransmission: every segment it covers would give an
+            // inflated sample (Karn's rule, applied to the whole ACK; Q18).
+            out.rtt_sent_at = None;
+        }
         let released = ack.since(self.una);
         out.bytes = u64::from(released);
         self.ring.consume(released as usize);
@@ -236,13 +243,16 @@ impl SendBuffer {
     }
 
     /// Marks segments lying entirely inside `[left, right)` as SACKed; returns newly SACKed
-    /// bytes. Blocks outside `[una, nxt]` are clipped, so a forged block cannot mark unsent data.
-    pub fn sack(&mut self, left: Seq, right: Seq) -> u64 {
+    /// bytes, and the send time of the newest newly SACKed segment sent only once (an RTT
+    /// sample). Blocks outside `[una, nxt]` are clipped, so a forged block cannot mark unsent
+    /// data.
+    pub fn sack(&mut self, left: Seq, right: Seq) -> (u64, Option<Instant>) {
         let left = left.max_seq(self.una);
         let right = if right.gt(self.nxt) { self.nxt } else { right };
         if !left.lt(right) {
-            return 0;
+            return (0, None);
         }
+        let mut sample = None;
         let mut newly = 0;
         let mut i = self.index_at(left);
         while i < self.segs.len() {
@@ -253,6 +263,11 @@ impl SendBuffer {
             if !seg.sacked {
                 seg.sacked = true;
                 newly += u64::from(seg.len);
+                // A segment already given up as lost has waited through a timeout or a
+                // recovery: its age is not a round trip.
+                if seg.transmissions == 1 && !seg.lost {
+                    sample = Some(seg.sent_at);
+                }
                 if seg.lost {
                     seg.lost = false;
                     self.lost_bytes -= u64::from(seg.len);
@@ -264,7 +279,7 @@ impl SendBuffer {
         if right.gt(self.high_sacked) && newly > 0 {
             self.high_sacked = right;
         }
-        newly
+        (newly, sample)
     }
 
     /// Whether the first unacknowledged segment is a hole with at least `threshold` bytes SACKed
@@ -388,7 +403,7 @@ mod tests {
         sent(&mut b, now, 10, 100);
         assert_eq!(b.flight(), 1000);
         // Segment 0 lost; 1..=4 SACKed.
-        assert_eq!(b.sack(base.plus(100), base.plus(500)), 400);
+        assert_eq!(b.sack(base.plus(100), base.plus(500)), (400, Some(now)));
         assert_eq!(b.pipe(), 600);
         assert!(b.head_lost_by_sack(300));
         assert!(!b.head_lost_by_sack(401));
@@ -415,13 +430,34 @@ mod tests {
     }
 
     #[test]
+    fn no_rtt_sample_from_an_ack_that_waited_for_a_retransmission() {
+        let t0 = Instant::now();
+        let mut b = SendBuffer::new(1 << 16, Seq(1));
+        b.write(&[0u8; 300]);
+        sent(&mut b, t0, 3, 100);
+        // Segment 1 is SACKed: a sample from it.
+        assert_eq!(b.sack(Seq(101), Seq(201)), (100, Some(t0)));
+        // Segment 0 is lost and resent; the ACK covering 0..2 then reflects the wait.
+        b.mark_all_lost();
+        let mut out = Vec::new();
+        let later = t0 + std::time::Duration::from_secs(3);
+        let lost = b.peek_lost().unwrap();
+        b.resend(later, lost.start, 1, &mut out);
+        assert_eq!(b.ack(Seq(301)).rtt_sent_at, None);
+        // A plain ACK of a segment sent once samples it.
+        b.write(&[0u8; 100]);
+        sent(&mut b, later, 1, 100);
+        assert_eq!(b.ack(Seq(401)).rtt_sent_at, Some(later));
+    }
+
+    #[test]
     fn forged_sack_beyond_nxt_is_clipped() {
         let now = Instant::now();
         let mut b = SendBuffer::new(1024, Seq(1));
         b.write(&[1u8; 300]);
         sent(&mut b, now, 1, 100);
-        assert_eq!(b.sack(Seq(0), Seq(1_000_000)), 100);
-        assert_eq!(b.sack(Seq(500), Seq(900)), 0);
+        assert_eq!(b.sack(Seq(0), Seq(1_000_000)).0, 100);
+        assert_eq!(b.sack(Seq(500), Seq(900)), (0, None));
     }
 
     #[test]

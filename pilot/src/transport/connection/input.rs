@@ -47,8 +47,6 @@ impl Connection {
             // TIME_WAIT takes no data and its clock is not refreshed (Q6).
             return;
         }
-        self.last_recv = now;
-        self.arm_keepalive(now);
         let sack = SackList::decode(packet.payload);
         self.on_ack(now, h, packet.payload.is_empty(), sack.as_ref());
         if sack.is_none() && !packet.payload.is_empty() {
@@ -186,17 +184,20 @@ impl Connection {
         if ack.gt(nxt) || ack.lt(una) {
             return;
         }
+        // Only packets that acknowledge something plausible prove the peer alive, so garbage
+        // on the tuple cannot keep a dead connection from its idle timeout.
+        self.last_recv = now;
+        self.arm_keepalive(now);
         self.silent_timeouts = 0;
         self.confirmed = true;
         let mss = self.config.mss as u64;
         let old_window = self.peer_window;
         let window = u64::from(h.window) * mss;
+        let mut rtt_sent = None;
         if ack.gt(una) {
             let pipe_before = self.send.pipe();
             let acked = self.send.ack(ack);
-            if let Some(sent) = acked.rtt_sent_at {
-                self.rtt.sample(now.saturating_duration_since(sent));
-            }
+            rtt_sent = acked.rtt_sent_at;
             self.rtt.reset_backoff();
             self.dup_acks = 0;
             if self.linger_until.is_some() {
@@ -260,8 +261,14 @@ impl Connection {
         if let Some(list) = sack {
             self.stats.sacks_received += 1;
             for block in list.iter() {
-                self.send.sack(Seq(block.left), Seq(block.right));
+                let (_, sampled) = self.send.sack(Seq(block.left), Seq(block.right));
+                rtt_sent = rtt_sent.or(sampled);
             }
+        }
+        // One RTT sample per ACK: the newest segment it covers that was sent once (the
+        // reference took one per segment, all inflated by the delayed ACK, Q18).
+        if let Some(sent) = rtt_sent {
+            self.rtt.sample(now.saturating_duration_since(sent));
         }
         if self.send.flight() > 0 {
             let threshold = u64::from(DUP_THRESH) * mss;

@@ -17,6 +17,7 @@ mod timers;
 
 use super::config::Config;
 use super::congestion::Controller;
+use super::pacing::Pacer;
 use super::recv_buf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::send_buf::SendBuffer;
@@ -142,6 +143,9 @@ pub struct Stats {
     pub fast_retransmits: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
+    /// SYNs sent again during the dial (the daemon switches a peer to the relay after three,
+    /// `spec/transport.md` T-8).
+    pub syn_retransmits: u64,
     /// Duplicate ACKs counted.
     pub dup_acks: u64,
     /// SACK lists received.
@@ -237,6 +241,7 @@ pub struct Connection {
     recv: RecvBuffer,
     cc: Box<dyn Controller>,
     rtt: RttEstimator,
+    pacer: Pacer,
 
     /// Peer's receive window in bytes (`u64::MAX` = no limit known).
     peer_window: u64,
@@ -273,6 +278,8 @@ pub struct Connection {
     pending: Pending,
     rto_at: Option<Instant>,
     delayed_ack_at: Option<Instant>,
+    /// The pacer holds the next data segment until then.
+    pace_at: Option<Instant>,
     persist_at: Option<Instant>,
     persist_backoff: Duration,
     syn_rto: Duration,
@@ -316,6 +323,7 @@ impl Connection {
             recv,
             cc,
             rtt,
+            pacer: Pacer::default(),
             peer_window: u64::MAX,
             window_seq: irs,
             last_adv: 0,
@@ -338,6 +346,7 @@ impl Connection {
             pending: Pending::default(),
             rto_at: None,
             delayed_ack_at: None,
+            pace_at: None,
             persist_at: None,
             persist_backoff,
             syn_rto,
@@ -636,6 +645,7 @@ impl Connection {
     fn clear_timers(&mut self) {
         self.rto_at = None;
         self.delayed_ack_at = None;
+        self.pace_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
         self.linger_until = None;

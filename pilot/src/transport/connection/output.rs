@@ -151,7 +151,11 @@ impl Connection {
         let pipe = self.send.pipe();
         if let Some(seg) = self.send.peek_lost() {
             if pipe == 0 || pipe + u64::from(seg.len) <= cwnd || self.retransmit_now {
+                if !self.retransmit_now && self.paced(now, u64::from(seg.len)) {
+                    return None;
+                }
                 self.retransmit_now = false;
+                self.pacer.on_send(u64::from(seg.len));
                 self.send.resend(now, seg.start, self.epoch, out);
                 self.stats.retransmits += 1;
                 if self.rto_at.is_none() {
@@ -199,7 +203,33 @@ impl Connection {
             return None;
         }
         len = self.send.next_len(len);
+        if self.paced(now, len as u64) {
+            return None;
+        }
+        self.pacer.on_send(len as u64);
         Some(self.send_new(now, len, out))
+    }
+
+    /// Whether the pacer holds a segment of `len` bytes back; then `pace_at` says until when.
+    fn paced(&mut self, now: Instant, len: u64) -> bool {
+        if !self.config.pacing {
+            return false;
+        }
+        if self.pace_at.is_some_and(|t| t > now) {
+            return true;
+        }
+        let window = self.cc.window();
+        let mss = self.config.mss as u64;
+        match self.pacer.delay(now, len, window, self.rtt.srtt(), mss) {
+            Some(at) => {
+                self.pace_at = Some(at);
+                true
+            }
+            None => {
+                self.pace_at = None;
+                false
+            }
+        }
     }
 
     fn send_new(&mut self, now: Instant, len: usize, out: &mut Vec<u8>) -> Header {

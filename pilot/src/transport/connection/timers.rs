@@ -15,6 +15,7 @@ impl Connection {
         [
             self.rto_at,
             self.delayed_ack_at,
+            self.pace_at,
             self.persist_at,
             if live { self.keepalive_at } else { None },
             idle,
@@ -61,6 +62,9 @@ impl Connection {
                 return;
             }
         }
+        if self.pace_at.is_some_and(|t| t <= now) {
+            self.pace_at = None;
+        }
         if self.delayed_ack_at.is_some_and(|t| t <= now) {
             self.delayed_ack_at = None;
             self.pending.ack = true;
@@ -93,6 +97,7 @@ impl Connection {
                 return;
             }
             self.pending.syn = true;
+            self.stats.syn_retransmits += 1;
             self.syn_rto = (self.syn_rto * 2).min(self.config.syn_max_rto);
             self.rto_at = Some(now + self.syn_rto);
             return;

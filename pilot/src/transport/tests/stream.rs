@@ -228,3 +228,40 @@ fn runs_replay_from_the_seed() {
     assert!(first.len() > 50);
     assert_eq!(first, run());
 }
+
+/// Q1: once the RTT is known, a window is spread over the round trip, not sent in one burst.
+#[test]
+fn pacing_spreads_the_window() {
+    let bursts = |pacing: bool| {
+        let config = Config {
+            pacing,
+            ..Config::default()
+        };
+        let link = Link {
+            delay: Duration::from_millis(50),
+            ..Link::perfect()
+        };
+        let mut sim = Sim::new(9, link, config, Config::default(), 1, 2);
+        let payload = data(1 << 20, 6);
+        let got = sim.transfer(&payload, Duration::from_secs(60));
+        assert_eq!(digest(&got), digest(&payload));
+        // Largest number of data segments A put on the link at one instant.
+        let mut largest = 0;
+        let mut run = 0;
+        let mut at = None;
+        for s in sim
+            .trace
+            .iter()
+            .filter(|s| s.dir == Dir::AtoB && !s.payload.is_empty())
+        {
+            run = if Some(s.at) == at { run + 1 } else { 1 };
+            at = Some(s.at);
+            largest = largest.max(run);
+        }
+        largest
+    };
+    let paced = bursts(true);
+    let unpaced = bursts(false);
+    assert!(paced <= 10, "paced bursts of {paced}");
+    assert!(unpaced > 50, "unpaced bursts of {unpaced}");
+}
