@@ -372,3 +372,47 @@ async fn tls_with_pinning_for_clients_and_replication() {
     primary.shutdown().await;
     standby.shutdown().await;
 }
+
+/// A Go standby subscribes without asking for change batches: it gets whole snapshots, with
+/// every field.
+#[tokio::test]
+async fn go_style_standby_receives_full_snapshots() {
+    use pilot::registry::frame::{encode, read_frame};
+    let server = start(MemStorage::new(), config()).await;
+    let mut link = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let mut hello = serde_json::Map::new();
+    hello.insert("type".into(), "subscribe_replication".into());
+    hello.insert("token".into(), "secret".into());
+    link.write_all(&encode(&hello)).await.unwrap();
+    let first = within(read_frame(&mut link, 1 << 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["type"], "replication_snapshot");
+    assert_eq!(first["snapshot"]["next_node"], 1);
+    let (mut a, id) = client(server.local_addr(), 1).await;
+    a.set_tags(id, &["x"]).await.unwrap();
+    loop {
+        let next = within(read_frame(&mut link, 1 << 30))
+            .await
+            .unwrap()
+            .unwrap();
+        if next["type"] == "replication_snapshot"
+            && next["snapshot"]["nodes"][id.to_string()]["tags"] == serde_json::json!(["x"])
+        {
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+/// shutting down closes open sessions; nothing is accepted after the final flush.
+#[tokio::test]
+async fn shutdown_closes_sessions() {
+    let server = start(MemStorage::new(), config()).await;
+    let mut raw = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let (_, _) = client(server.local_addr(), 1).await;
+    server.shutdown().await;
+    let mut buf = [0u8; 1];
+    assert_eq!(within(raw.read(&mut buf)).await.unwrap_or(0), 0);
+}
