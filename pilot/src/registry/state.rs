@@ -186,7 +186,8 @@ impl Registry {
     /// A registry over loaded state. Every node gets a fresh grace period: heartbeats are not
     /// persisted, so stored `last_seen` values say nothing about health.
     pub fn from_data(cfg: Config, mut data: Data, now_ms: u64) -> Registry {
-        for node in data.nodes.values_mut() {
+        // Dormant nodes keep theirs: it times the hold on their hostname.
+        for node in data.nodes.values_mut().filter(|n| !n.dormant) {
             node.last_seen_ms = now_ms;
         }
         Registry {
@@ -1329,7 +1330,7 @@ impl Registry {
     /// Replaces the whole state (a standby applying a primary's snapshot).
     pub fn replace_data(&mut self, data: Data, now_ms: u64) {
         self.data = data;
-        for node in self.data.nodes.values_mut() {
+        for node in self.data.nodes.values_mut().filter(|n| !n.dormant) {
             node.last_seen_ms = now_ms;
         }
     }
