@@ -416,3 +416,74 @@ async fn shutdown_closes_sessions() {
     let mut buf = [0u8; 1];
     assert_eq!(within(raw.read(&mut buf)).await.unwrap_or(0), 0);
 }
+
+/// the primary keeps a quiet standby: five minutes of heartbeats, no disconnect.
+#[tokio::test(start_paused = true)]
+async fn replication_link_does_not_churn() {
+    use pilot::registry::frame::{encode, read_frame};
+    let server = start(MemStorage::new(), config()).await;
+    let mut link = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let mut hello = serde_json::Map::new();
+    hello.insert("type".into(), "subscribe_replication".into());
+    hello.insert("token".into(), "secret".into());
+    hello.insert("changes".into(), true.into());
+    link.write_all(&encode(&hello)).await.unwrap();
+    let start_time = tokio::time::Instant::now();
+    let mut heartbeats = 0;
+    while heartbeats < 20 {
+        let frame = read_frame(&mut link, 1 << 30)
+            .await
+            .unwrap()
+            .expect("the primary closed a quiet standby's link");
+        heartbeats += usize::from(frame["type"] == "heartbeat");
+    }
+    assert!(start_time.elapsed() >= Duration::from_secs(300));
+    server.shutdown().await;
+}
+
+/// a snapshot larger than 1 MiB replicates.
+#[tokio::test]
+async fn snapshots_beyond_one_mebibyte_replicate() {
+    use pilot::registry::model::{Change, Node, StoredNode};
+    use pilot::registry::persist::snapshot::Snapshot;
+    use pilot::registry::Data;
+    let mut data = Data::new(1_735_689_600_000);
+    let nodes = 6_000u32;
+    for id in 1..=nodes {
+        let mut key = [9u8; 32];
+        key[..4].copy_from_slice(&id.to_be_bytes());
+        let mut node = Node::fresh(key, None, 1_735_689_600_000);
+        node.hostname = Some(format!("host-{id}").into());
+        node.real_addr = Some("203.0.113.9:4000".parse().unwrap());
+        data.apply(&Change::Node(StoredNode::from_node(id, &node)));
+        data.apply(&Change::Key {
+            key: STANDARD.encode(key),
+            id: Some(id),
+        });
+    }
+    data.next_node = nodes + 1;
+    let bytes = Snapshot::from_data(&data, 0).to_bytes();
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    let storage = MemStorage::new();
+    storage
+        .replace(pilot::registry::persist::SNAPSHOT, &bytes)
+        .unwrap();
+    let primary = start(storage, config()).await;
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let standby = serve_standby(
+        TokioNet,
+        listener,
+        MemStorage::new(),
+        SystemClock,
+        config(),
+        primary.local_addr(),
+    )
+    .await
+    .unwrap();
+    within(standby.wait_until(|r| r.data().nodes.len() == nodes as usize)).await;
+    primary.shutdown().await;
+    standby.shutdown().await;
+}
