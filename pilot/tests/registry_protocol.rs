@@ -540,3 +540,31 @@ fn hostile_frames_get_error_replies() {
     }
     let _: &Object = &Object::new();
 }
+
+/// §13 E: the reference's initial replication snapshot loads, and ours re-emits every field it
+/// had with the same values (adding only our extensions).
+#[test]
+fn section_13_example_e_round_trips() {
+    use pilot::registry::persist::snapshot::Snapshot;
+    let e = json!({"next_node":10,"next_net":1,
+        "nodes":{"7":{"id":7,"owner":"alice@example.com","public_key":"mcFcuwjIH9lBJK8Mhgd+HrOmBDz1yAvPwGf5c2md6/Y=",
+        "real_addr":"203.0.113.5:4000","networks":[0],"last_seen":"2025-01-01T00:00:00Z",
+        "hostname":"alice-agent"}},
+        "networks":{"0":{"id":0,"name":"backbone","join_rule":"open","members":[7],
+        "created":"2025-01-01T00:00:00Z"}},"trust_pairs":["7:9"]});
+    let snap: Snapshot = serde_json::from_value(e.clone()).unwrap();
+    let data = snap.to_data(T0 + 5_000).unwrap();
+    let ours = serde_json::to_value(Snapshot::from_data(&data, 0)).unwrap();
+    fn contains(big: &Value, small: &Value, path: &str) {
+        match (big, small) {
+            (Value::Object(b), Value::Object(s)) => {
+                for (k, v) in s {
+                    let sub = b.get(k).unwrap_or_else(|| panic!("{path}.{k} missing"));
+                    contains(sub, v, &format!("{path}.{k}"));
+                }
+            }
+            _ => assert_eq!(big, small, "{path}"),
+        }
+    }
+    contains(&ours, &e, "snapshot");
+}
