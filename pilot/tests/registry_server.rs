@@ -487,3 +487,51 @@ async fn snapshots_beyond_one_mebibyte_replicate() {
     primary.shutdown().await;
     standby.shutdown().await;
 }
+
+/// A standby that subscribes while writes are in flight ends up with exactly the primary's
+/// relay queues: no batch is applied twice or missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_during_writes_neither_loses_nor_duplicates() {
+    let primary = start(MemStorage::new(), config()).await;
+    let addr = primary.local_addr();
+    let (_, target) = client(addr, 100).await;
+    let mut writers = Vec::new();
+    for n in 1..=8u8 {
+        let (mut c, id) = client(addr, n).await;
+        let mut t = Client::new(TokioNet, addr).with_signer(signer(100));
+        writers.push(tokio::spawn(async move {
+            for round in 0..30 {
+                c.request_handshake(id, target, &format!("round {round}"))
+                    .await
+                    .unwrap();
+                if round % 3 == 0 {
+                    t.poll_handshakes(target).await.unwrap();
+                } else {
+                    // Answer (reject) this writer's request so it may ask again.
+                    t.respond_handshake(target, id, false).await.unwrap();
+                }
+            }
+        }));
+    }
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let standby = serve_standby(
+        TokioNet,
+        listener,
+        MemStorage::new(),
+        SystemClock,
+        config(),
+        addr,
+    )
+    .await
+    .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (inbox, asks) = primary.with_registry(|r| (r.data().inbox.clone(), r.data().asks.clone()));
+    within(standby.wait_until(|r| r.data().inbox == inbox && r.data().asks == asks)).await;
+    primary.shutdown().await;
+    standby.shutdown().await;
+}

@@ -455,7 +455,11 @@ fn commit_batch<S: Storage, C: WallClock>(
     let last = batch.iter().map(|p| p.ticket).max().unwrap_or(0);
     match store.commit(&changes) {
         Ok(()) => {
-            shared.hub.publish(last, &changes);
+            // One publication per ticket: a standby that subscribed at ticket T must skip
+            // exactly the batches its snapshot already holds.
+            for p in batch {
+                shared.hub.publish(p.ticket, &p.changes);
+            }
             durable.send_replace(Durable::Upto(last));
             true
         }
