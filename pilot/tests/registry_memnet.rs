@@ -242,3 +242,77 @@ async fn maintenance_tick_reaps_silent_nodes_in_virtual_time() {
     assert!(server.with_registry(|r| r.data().nodes[&silent_id].dormant));
     server.shutdown().await;
 }
+
+/// One story on the in-memory network; returns every reply and the final snapshot bytes.
+async fn story() -> (Vec<String>, Vec<u8>) {
+    use pilot::net::Storage as _;
+    let net = MemNet::new();
+    let server_net = net.host([10, 0, 0, 1]);
+    let listener = server_net
+        .bind_tcp("0.0.0.0:9000".parse().unwrap())
+        .await
+        .unwrap();
+    let storage = MemStorage::new();
+    let clock = FixedClock::starting_at(1_735_689_600);
+    let server = serve(
+        server_net,
+        listener,
+        storage.clone(),
+        clock,
+        ServerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let mut transcript = Vec::new();
+    let mut clients = Vec::new();
+    for n in 1..=3u8 {
+        let mut c = Client::new(net.host([192, 0, 2, n]), addr).with_signer(signer(n));
+        let r = c
+            .register(
+                &STANDARD.encode(sk(n).verifying_key().to_bytes()),
+                ":4000",
+                "",
+                &format!("n{n}"),
+            )
+            .await
+            .unwrap();
+        transcript.push(format!("{r:?}"));
+        clients.push((c, r.node_id));
+    }
+    let (a, b) = (clients[0].1, clients[1].1);
+    clients[0].0.request_handshake(a, b, "hello").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    transcript.push(format!(
+        "{:?}",
+        clients[1].0.poll_handshakes(b).await.unwrap()
+    ));
+    clients[1].0.respond_handshake(b, a, true).await.unwrap();
+    transcript.push(format!(
+        "{:?}",
+        clients[0].0.poll_handshakes(a).await.unwrap()
+    ));
+    transcript.push(format!("{:?}", clients[0].0.resolve(a, b).await.unwrap()));
+    let c = clients[2].1;
+    transcript.push(format!(
+        "{:?}",
+        clients[2].0.set_tags(c, &["#x"]).await.unwrap()
+    ));
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    transcript.push(format!("{:?}", clients[0].0.heartbeat(a).await));
+    server.shutdown().await;
+    let snapshot = storage
+        .read(pilot::registry::persist::SNAPSHOT)
+        .unwrap()
+        .unwrap();
+    (transcript, snapshot)
+}
+
+#[tokio::test(start_paused = true)]
+async fn same_story_same_bytes() {
+    let first = story().await;
+    let second = story().await;
+    assert_eq!(first.0, second.0);
+    assert_eq!(first.1, second.1, "snapshots differ byte for byte");
+    assert!(first.0.iter().any(|l| l.contains("hello")));
+}
