@@ -568,3 +568,45 @@ fn section_13_example_e_round_trips() {
     }
     contains(&ours, &e, "snapshot");
 }
+
+/// Q-5 for our daemons: once a node registered with proof of possession, nobody can move its
+/// endpoint with an unsigned or replayed registration.
+#[test]
+fn quirk_proof_of_possession_locks_the_endpoint() {
+    let mut h = Harness::new();
+    let now = T0 / 1000;
+    let signed = |ts: u64, addr: &str| {
+        json!({"type":"register","public_key":pk(1),"listen_addr":addr,"owner":"a@x",
+            "timestamp":ts,"signature":sig(1,&format!("register:{}:{ts}", pk(1)))})
+    };
+    // A plain registration first (a Go daemon, or ours before upgrading): owner not adopted
+    // without proof, adopted with it.
+    let id = h.ok(json!({"type":"register","public_key":pk(1)}))["node_id"]
+        .as_u64()
+        .unwrap() as u32;
+    h.ok(signed(now, ":4000"));
+    assert_eq!(h.reg.data().nodes[&id].owner.as_deref(), Some("a@x"));
+    // The attacker knows the public key but not the private one.
+    h.peer = "198.51.100.66:1".parse().unwrap();
+    let e = h.err(json!({"type":"register","public_key":pk(1),"listen_addr":":4000"}));
+    assert!(e.contains("proof of possession"), "{e}");
+    let e = h.err(signed(now, ":4000"));
+    assert!(e.contains("replayed"), "{e}");
+    let forged = json!({"type":"register","public_key":pk(1),"timestamp":now + 1,
+        "signature":sig(2,&format!("register:{}:{}", pk(1), now + 1))});
+    assert!(h.err(forged).contains("invalid signature"));
+    assert!(h.err(signed(now + 301, ":4000")).contains("not within"));
+    assert_eq!(
+        h.reg.data().nodes[&id].real_addr,
+        Some("203.0.113.5:4000".parse().unwrap()),
+        "the endpoint did not move"
+    );
+    // The owner moves on with a fresh signature.
+    h.peer = "203.0.113.77:1".parse().unwrap();
+    h.now_ms += 10_000;
+    h.ok(signed(now + 10, ":4001"));
+    assert_eq!(
+        h.reg.data().nodes[&id].real_addr,
+        Some("203.0.113.77:4001".parse().unwrap())
+    );
+}

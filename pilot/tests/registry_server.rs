@@ -139,6 +139,16 @@ async fn restart_keeps_acknowledged_state() {
     let server = start(storage.clone(), config()).await;
     let (mut a, ida) = client(server.local_addr(), 1).await;
     a.set_tags(ida, &["#ai"]).await.unwrap();
+    let mut proven = Client::new(TokioNet, server.local_addr()).with_signer(signer(2));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let idb = proven
+        .register_signed(&pk(2), ":4000", "", "", now)
+        .await
+        .unwrap()
+        .node_id;
     server.shutdown().await;
 
     let server = start(storage, config()).await;
@@ -147,6 +157,11 @@ async fn restart_keeps_acknowledged_state() {
     let info = a.lookup(ida).await.unwrap();
     assert_eq!(info["tags"], serde_json::json!(["ai"]));
     a.heartbeat(ida).await.unwrap();
+    // The proof of possession survived the restart: an unsigned registration is refused.
+    let mut thief = Client::new(TokioNet, server.local_addr());
+    let err = thief.register(&pk(2), ":4000", "", "").await.unwrap_err();
+    assert!(err.to_string().contains("proof of possession"), "{err}");
+    assert!(a.lookup(idb).await.is_ok());
     server.shutdown().await;
 }
 
