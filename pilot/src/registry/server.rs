@@ -156,6 +156,9 @@ pub(crate) struct Shared<C> {
     pub hub: ReplicationHub,
     shutdown: watch::Receiver<bool>,
     durations: Mutex<Durations>,
+    /// The last `/api/stats` document and when it was made (Q-27b: at most one walk over all
+    /// nodes per second, however often it is requested).
+    pub stats_cache: Mutex<Option<(u64, String)>>,
 }
 
 impl<C: WallClock> Shared<C> {
@@ -353,6 +356,7 @@ where
         clock,
         hub: ReplicationHub::default(),
         durations: Mutex::new(Durations::default()),
+        stats_cache: Mutex::new(None),
         cfg,
         shutdown: shutdown_rx,
     });
