@@ -690,37 +690,7 @@ where
             peer,
             now_ms: shared.now_ms(),
         };
-        let (reply, ticket) = {
-            let mut locked = shared.lock();
-            let out = locked.reg.handle_frame(&obj, &ctx);
-            // Register the push stream before the queued events are handed over, so none can
-            // slip past it.
-            let sub = (kind == Kind::SubscribeHandshakes && out.reply.get("error").is_none()).then(
-                || {
-                    let node = obj.get("node_id").and_then(Value::as_u64).unwrap_or(0) as u32;
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    shared
-                        .subscribers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(node)
-                        .or_default()
-                        .insert(0, tx);
-                    (node, rx)
-                },
-            );
-            if kind == Kind::Promote && out.reply.get("error").is_none() {
-                shared.hub.stop_following();
-            }
-            let wait = if out.changes.is_empty() && out.pushes.is_empty() {
-                locked.read_ticket(&obj, &out.reply)
-            } else {
-                shared.submit(&mut locked, out.changes, out.pushes);
-                locked.ticket
-            };
-            (out.reply, (wait, sub))
-        };
-        let (ticket, sub) = ticket;
+        let (reply, ticket, sub) = handle(shared, &obj, kind, &ctx);
         let reply = if shared.durable(ticket).await {
             reply
         } else {
@@ -746,6 +716,46 @@ where
             return;
         }
     }
+}
+
+/// A push stream being set up: the node and where its events arrive.
+type Subscription = (u32, mpsc::UnboundedReceiver<Object>);
+
+/// Runs one request through the state machine under the lock. Returns the reply, the ticket
+/// that must be durable before it is sent, and the push stream it opened, if any.
+fn handle<C: WallClock>(
+    shared: &Shared<C>,
+    obj: &Object,
+    kind: Kind,
+    ctx: &Ctx,
+) -> (Object, u64, Option<Subscription>) {
+    let mut locked = shared.lock();
+    let out = locked.reg.handle_frame(obj, ctx);
+    let ok = out.reply.get("error").is_none();
+    // Register the push stream before the queued events are handed over, so none can slip
+    // past it.
+    let sub = (kind == Kind::SubscribeHandshakes && ok).then(|| {
+        let node = obj.get("node_id").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let (tx, rx) = mpsc::unbounded_channel();
+        shared
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node)
+            .or_default()
+            .insert(0, tx);
+        (node, rx)
+    });
+    if kind == Kind::Promote && ok {
+        shared.hub.stop_following();
+    }
+    let ticket = if out.changes.is_empty() && out.pushes.is_empty() {
+        locked.read_ticket(obj, &out.reply)
+    } else {
+        shared.submit(&mut locked, out.changes, out.pushes);
+        locked.ticket
+    };
+    (out.reply, ticket, sub)
 }
 
 /// A subscribed connection: events flow out; the client only closes it.
