@@ -21,7 +21,8 @@ use std::net::{IpAddr, SocketAddr};
 /// Settings of a registry.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Operator token for `set_polo_score` / any `update_polo_score`; none disables both paths.
+    /// Operator token: `set_polo_score`, `update_polo_score` on any node, `promote`. None
+    /// disables those (a node can still update its own score with its signature).
     pub admin_token: Option<String>,
     /// Token beacons must present in `beacon_register`; none = open (as in the reference).
     pub beacon_token: Option<String>,
