@@ -58,7 +58,7 @@ pub(super) fn commit_batch<S: Storage, C: WallClock>(
         .flat_map(|p| p.changes.iter().cloned())
         .collect();
     let last = batch.iter().map(|p| p.ticket).max().unwrap_or(0);
-    match store.commit(&changes) {
+    match blocking(|| store.commit(&changes)) {
         Ok(()) => {
             // One publication per ticket: a standby that subscribed at ticket T must skip
             // exactly the batches its snapshot already holds.
