@@ -352,7 +352,7 @@ impl Tunnel {
                 return Err(e.into());
             }
             self.outbox.push(to, buffer);
-            peer.path.on_data_sent(now);
+            peer.path.on_data_sent(now, &self.config.timing);
             if matches!(dest, Dest::Direct(_)) {
                 peer.path.on_direct_sent(now);
             }

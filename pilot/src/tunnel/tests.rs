@@ -25,13 +25,18 @@ enum NatKind {
     Symmetric,
 }
 
+/// NAT mappings expire this long after the last outbound packet (`DESIGN.md`).
+const MAPPING_LIFETIME: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 struct Mapping {
+    last_out: Instant,
     internal: SocketAddr,
     /// The remote this mapping is for, under address-and-port-dependent mapping.
     remote: Option<SocketAddr>,
     port: u16,
-    contacted: Vec<SocketAddr>,
+    /// Remotes sent to, and when last: filtering state expires per remote, like conntrack.
+    contacted: Vec<(SocketAddr, Instant)>,
 }
 
 #[derive(Debug)]
@@ -43,7 +48,8 @@ struct NatBox {
 }
 
 impl NatBox {
-    fn outbound(&mut self, internal: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    fn outbound(&mut self, now: Instant, internal: SocketAddr, remote: SocketAddr) -> SocketAddr {
+        self.expire(now);
         let dependent = self.kind == NatKind::Symmetric;
         let found = self
             .mappings
@@ -54,6 +60,7 @@ impl NatBox {
             None => {
                 self.next_port += 7;
                 self.mappings.push(Mapping {
+                    last_out: now,
                     internal,
                     remote: dependent.then_some(remote),
                     port: self.next_port,
@@ -62,18 +69,29 @@ impl NatBox {
                 self.mappings.last_mut().unwrap()
             }
         };
-        if !mapping.contacted.contains(&remote) {
-            mapping.contacted.push(remote);
-        }
+        mapping.last_out = now;
+        mapping.contacted.retain(|(r, _)| *r != remote);
+        mapping.contacted.push((remote, now));
         SocketAddr::new(self.ip, mapping.port)
     }
 
-    fn inbound(&self, port: u16, remote: SocketAddr) -> Option<SocketAddr> {
+    fn expire(&mut self, now: Instant) {
+        let live = |t: Instant| now.saturating_duration_since(t) < MAPPING_LIFETIME;
+        self.mappings.retain(|m| live(m.last_out));
+        for m in &mut self.mappings {
+            m.contacted.retain(|(_, t)| live(*t));
+        }
+    }
+
+    fn inbound(&mut self, now: Instant, port: u16, remote: SocketAddr) -> Option<SocketAddr> {
+        self.expire(now);
         let m = self.mappings.iter().find(|m| m.port == port)?;
         let admitted = match self.kind {
             NatKind::Open | NatKind::FullCone => true,
-            NatKind::RestrictedCone => m.contacted.iter().any(|c| c.ip() == remote.ip()),
-            NatKind::PortRestrictedCone | NatKind::Symmetric => m.contacted.contains(&remote),
+            NatKind::RestrictedCone => m.contacted.iter().any(|(c, _)| c.ip() == remote.ip()),
+            NatKind::PortRestrictedCone | NatKind::Symmetric => {
+                m.contacted.iter().any(|(c, _)| *c == remote)
+            }
         };
         admitted.then_some(m.internal)
     }
@@ -265,8 +283,9 @@ impl Net {
             while let Some(t) = self.hosts[h].tunnel.poll_transmit() {
                 busy = true;
                 let host = &mut self.hosts[h];
+                let now = self.now;
                 let from = match host.nat.as_mut() {
-                    Some(nat) => nat.outbound(host.local, t.to),
+                    Some(nat) => nat.outbound(now, host.local, t.to),
                     None => host.local,
                 };
                 if std::env::var_os("TUNNEL_TRACE").is_some() {
@@ -333,8 +352,8 @@ impl Net {
         }) else {
             return;
         };
-        if let Some(nat) = &self.hosts[h].nat {
-            if nat.inbound(to.port(), from).is_none() {
+        if let Some(nat) = &mut self.hosts[h].nat {
+            if nat.inbound(now, to.port(), from).is_none() {
                 return;
             }
         }
@@ -949,4 +968,34 @@ fn without_punching_or_relay_only_the_direct_cells_connect() {
             }
         }
     }
+}
+
+#[test]
+fn keepalives_hold_nat_mappings_and_an_idle_path_is_revalidated() {
+    let prc = NatKind::PortRestrictedCone;
+    let mut net = Net::new(18, &[prc, prc], true);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(2));
+    net.inbox(2);
+    // A message a minute: the path stays direct only because keepalives hold the mappings
+    // open in between (they expire after 30 s of outbound silence).
+    for _ in 0..4 {
+        net.run_for(Duration::from_secs(60));
+        net.send(1, 2, b"minute").unwrap();
+        net.run_for(Duration::from_millis(100));
+        assert_eq!(net.inbox(2), [msg(b"minute", 1, false)]);
+    }
+    // Idle long enough for keepalives to stop and mappings to expire: the next send punches
+    // again right away, and the path is direct again within the probe window.
+    net.run_for(Duration::from_secs(400));
+    net.send(1, 2, b"after a long idle").unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        matches!(net.route(1, 2), Some(PeerRoute::Direct(_))),
+        "{:?}",
+        net.route(1, 2)
+    );
+    net.send(1, 2, b"again").unwrap();
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.inbox(2).last(), Some(&msg(b"again", 1, false)));
 }
