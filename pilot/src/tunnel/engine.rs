@@ -439,6 +439,16 @@ impl Tunnel {
         {
             self.punched.pop_front();
         }
+        // Frames deferred behind a PILA whose lookup was given up.
+        let keycache = &self.keycache;
+        let outbox = &mut self.outbox;
+        self.deferred.retain(|node, frames| {
+            let keep = keycache.is_stashed(*node);
+            if !keep {
+                frames.drain(..).for_each(|(_, _, f)| outbox.recycle(f));
+            }
+            keep
+        });
         let timing = &self.config.timing;
         let due: Vec<u32> = self
             .peers
@@ -689,6 +699,7 @@ impl Tunnel {
             return;
         }
         let stashed = Stashed {
+            at: now,
             frame,
             from,
             relayed,
@@ -698,13 +709,11 @@ impl Tunnel {
             None => {
                 // Never ask the registry here (Q8): hold the frame, let the daemon ask.
                 let limits = &self.config.limits;
-                if !self
-                    .keycache
-                    .stash(node, stashed, limits.stashed_key_exchanges)
-                {
+                let retry = self.config.timing.lookup_retry;
+                let room = limits.stashed_key_exchanges;
+                if !self.keycache.stash(node, stashed, room, retry) {
                     return;
                 }
-                let retry = self.config.timing.lookup_retry;
                 if self
                     .keycache
                     .should_ask(now, node, retry, limits.outstanding_lookups)
@@ -721,6 +730,7 @@ impl Tunnel {
             frame,
             from,
             relayed,
+            ..
         } = stashed;
         let node = frame.sender;
         let origin = (!relayed).then_some(from);

@@ -999,3 +999,24 @@ fn keepalives_hold_nat_mappings_and_an_idle_path_is_revalidated() {
     net.run_for(Duration::from_millis(100));
     assert_eq!(net.inbox(2).last(), Some(&msg(b"again", 1, false)));
 }
+
+#[test]
+fn a_run_replays_bit_for_bit_from_its_seed() {
+    let run = |seed: u64| {
+        let mut net = Net::new(seed, &[NatKind::Symmetric, NatKind::RestrictedCone], true);
+        net.direct_blocked = true;
+        net.send(1, 2, b"one").unwrap();
+        net.run_for(Duration::from_secs(3));
+        net.direct_blocked = false;
+        net.send(2, 1, b"two").unwrap();
+        net.run_for(Duration::from_secs(40));
+        let start = net.hosts[0].tunnel.poll_timeout().map(|t| t - net.now);
+        (net.log, start)
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(
+        run(7).0,
+        run(8).0,
+        "the seed matters (keys, nonce prefixes)"
+    );
+}
