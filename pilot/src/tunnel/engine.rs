@@ -587,6 +587,7 @@ impl Tunnel {
             if !self.config.accept_plaintext_before_key
                 || peer.as_ref().is_some_and(|p| p.crypto.is_keyed())
             {
+                tracing::trace!(node, %from, "PILT refused");
                 return None;
             }
         } else if let Some(peer) = peer {
@@ -665,6 +666,8 @@ impl Tunnel {
         // The inner header must agree with the tunnel: a keyed peer cannot speak for another
         // node, nor hand us packets for someone else (Q6).
         if packet.header.src.node != node || packet.header.dst.node != self.own {
+            tracing::debug!(node, src = %packet.header.src, dst = %packet.header.dst,
+                "sealed packet with a foreign inner header dropped (Q6)");
             return None;
         }
         let bytes = opened.get(..packet.encoded_len())?;
@@ -744,6 +747,7 @@ impl Tunnel {
         match result {
             Ok(change) => self.after_key_exchange(now, node, change, from, relayed),
             Err(e) => {
+                tracing::debug!(node, %from, relayed, error = %e, "PILA refused");
                 if created {
                     self.peers.remove(&node);
                 }
@@ -848,6 +852,7 @@ impl Tunnel {
                 .on_authenticated(now, Some(from), true, relay, timing, limit);
         }
         note_route(&mut self.events, node, before, peer.path.route());
+        tracing::debug!(node, %from, relayed, ?change, "key exchange accepted");
         match change {
             KeyChange::New => self.events.push_back(TunnelEvent::PeerKeyed { node }),
             KeyChange::Changed => self.events.push_back(TunnelEvent::PeerRekeyed { node }),
@@ -1038,6 +1043,7 @@ fn open_frame(
 
 fn note_route(events: &mut VecDeque<TunnelEvent>, node: u32, before: PeerRoute, after: PeerRoute) {
     if before != after {
+        tracing::debug!(node, ?before, ?after, "tunnel path changed");
         events.push_back(TunnelEvent::PeerPathChanged { node, path: after });
     }
 }
