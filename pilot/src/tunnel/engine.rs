@@ -379,6 +379,8 @@ impl Tunnel {
         if let Some(dropped) = peer.pending.push(now, buffer, limit) {
             self.outbox.recycle(dropped);
         }
+        // Until the peer answers, the silence timers re-send our key exchange along the route.
+        peer.path.expect_answer(now);
         let probing = peer.path.is_probing();
         if !probing && peer.key_exchange_allowed(now, self.config.timing.key_exchange_interval) {
             self.send_key_exchange(now, node);
@@ -662,6 +664,7 @@ impl Tunnel {
             }
             Err(_) => return None,
         };
+        peer.key_proven = true;
         let packet = Packet::decode(opened).ok()?;
         // The inner header must agree with the tunnel: a keyed peer cannot speak for another
         // node, nor hand us packets for someone else (Q6).
@@ -858,12 +861,30 @@ impl Tunnel {
             KeyChange::Changed => self.events.push_back(TunnelEvent::PeerRekeyed { node }),
             KeyChange::Unchanged => {}
         }
+        if change != KeyChange::Unchanged {
+            peer.key_proven = false;
+        }
         if change.needs_reply() {
             // Required for the handshake to complete; not rate-limited, and bounded anyway:
             // only the peer's identity can make a new key.
             peer.key_exchange_sent(now);
             self.send_key_exchange(now, node);
             self.flush_pending(now, node);
+        } else if !peer.key_proven && peer.key_exchange_allowed(now, timing.silence_rekey) {
+            // The peer repeats a key we already hold but has never sealed anything to us: our
+            // reply to its first key exchange may have been lost, so it may still lack our key.
+            // Answer the way it came, at most once per `silence_rekey`.
+            let pila = self.pila;
+            if relayed {
+                if let Some(beacon) = self.config.beacon {
+                    let mut buffer = self.outbox.buffer();
+                    BeaconMessage::encode_relay_prefix(self.own, node, &mut buffer);
+                    buffer.extend_from_slice(&pila);
+                    self.outbox.push(beacon, buffer);
+                }
+            } else {
+                self.outbox.push_copy(from, &pila);
+            }
         } else if !relayed
             && !peer.path.awaiting_answer()
             && peer.key_exchange_allowed(now, timing.silence_rekey)
