@@ -854,6 +854,9 @@ impl Tunnel {
             peer.path
                 .on_authenticated(now, Some(from), true, relay, timing, limit);
         }
+        // An unchanged key from an address we do not probe moves nothing, not even into the
+        // candidates: a replayed PILA could otherwise make its sender's address "probed" and
+        // then confirm it on the next replay (Q3). The peer's first PILS from there will.
         note_route(&mut self.events, node, before, peer.path.route());
         tracing::debug!(node, %from, relayed, ?change, "key exchange accepted");
         match change {

@@ -137,13 +137,15 @@ impl PeerPath {
         self.probe.is_some()
     }
 
-    /// Remembers `addr` as a way to reach the peer, forgetting the oldest beyond `limit`.
+    /// Remembers `addr` as a way to reach the peer, forgetting the oldest beyond `limit` but
+    /// never the first (the registry's address), so a flood of addresses cannot push it out.
     pub fn add_candidate(&mut self, addr: SocketAddr, limit: usize) {
         if self.candidates.contains(&addr) || limit == 0 {
             return;
         }
         if self.candidates.len() >= limit {
-            self.candidates.remove(0);
+            let oldest = usize::from(limit > 1);
+            self.candidates.remove(oldest);
         }
         self.candidates.push(addr);
     }
@@ -459,7 +461,7 @@ mod tests {
         for port in 2..20 {
             path.add_candidate(addr(port), 4);
         }
-        assert_eq!(path.candidates(), [addr(16), addr(17), addr(18), addr(19)]);
+        assert_eq!(path.candidates(), [addr(1), addr(17), addr(18), addr(19)]);
     }
 }
 

@@ -1061,13 +1061,16 @@ proptest::proptest! {
         net.run_for(Duration::from_secs(70));
         net.inbox(1);
         net.inbox(2);
+        // Routes may be asymmetric for a while (one side confirmed direct, the other still
+        // relaying until a sealed frame from the peer confirms it): read them before sending.
+        let relayed = net.route(1, 2) == Some(PeerRoute::Relay);
         net.send(1, 2, b"late").unwrap();
         net.run_for(Duration::from_secs(2));
+        proptest::prop_assert_eq!(net.inbox(2), vec![msg(b"late", 1, relayed)]);
+        let relayed = net.route(2, 1) == Some(PeerRoute::Relay);
         net.send(2, 1, b"late").unwrap();
         net.run_for(Duration::from_secs(2));
-        let relayed = net.route(1, 2) == Some(PeerRoute::Relay);
-        proptest::prop_assert_eq!(net.inbox(2), vec![msg(b"late", 1, relayed)]);
-        proptest::prop_assert_eq!(net.inbox(1).len(), 1);
+        proptest::prop_assert_eq!(net.inbox(1), vec![msg(b"late", 2, relayed)]);
     }
 }
 
