@@ -1093,3 +1093,70 @@ fn a_key_exchange_reply_lost_on_the_relay_is_recovered() {
         "the queued packet went out once keyed"
     );
 }
+
+#[test]
+fn a_replayed_pila_from_elsewhere_moves_nothing() {
+    let mut net = Net::new(20, &[NatKind::Open, NatKind::Open], false);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(1));
+    net.send(2, 1, b"hello back").unwrap();
+    net.run_for(Duration::from_secs(1));
+    let a = net.hosts[0].local;
+    assert_eq!(net.route(2, 1), Some(PeerRoute::Direct(a)));
+    // An attacker captured node 1's PILA and replays it, again and again (Q3).
+    let captured = net
+        .log
+        .iter()
+        .find(|(n, _, b)| *n == 1 && b.starts_with(&PILA))
+        .map(|(_, _, b)| b.clone())
+        .unwrap();
+    let mut plain = vec![0; 65_536];
+    let mut answers = 0;
+    for i in 0..20 {
+        let now = net.now + Duration::from_millis(500 * i);
+        let b = &mut net.hosts[1].tunnel;
+        assert!(b
+            .handle_datagram(now, ATTACKER, &captured, &mut plain)
+            .is_none());
+        while let Some(t) = b.poll_transmit() {
+            answers += usize::from(t.to == ATTACKER);
+        }
+    }
+    // At most a rate-limited probe answer (one per 3 s) goes back: no amplification.
+    assert!(answers <= 4, "{answers}");
+    assert_eq!(
+        net.route(2, 1),
+        Some(PeerRoute::Direct(a)),
+        "the path did not move"
+    );
+    assert!(!net.hosts[1]
+        .events
+        .contains(&TunnelEvent::PeerRekeyed { node: 1 }));
+}
+
+#[test]
+fn a_rotated_identity_is_looked_up_again() {
+    let mut net = Net::new(21, &[NatKind::Open, NatKind::Open], false);
+    net.hosts[1].auto_registry = false;
+    net.send(1, 2, b"x").unwrap();
+    net.run_for(Duration::from_millis(50));
+    // The registry's first answer is stale (the node rotated its identity since).
+    let now = net.now;
+    net.hosts[1]
+        .tunnel
+        .on_registry_key(now, 1, RegistryKey::Known([7; 32]));
+    assert!(!net.hosts[1].tunnel.is_keyed(1));
+    // Node 1 keeps probing; once the lookup may be retried, node 2 asks again (Q10).
+    net.run_for(Duration::from_secs(20));
+    let asks = net.hosts[1]
+        .events
+        .iter()
+        .filter(|e| **e == TunnelEvent::NeedRegistryKey(1))
+        .count();
+    assert!(asks >= 2, "{asks}");
+    let key = net.registry_key(1);
+    net.answer_registry(1, 1, key);
+    net.run_for(Duration::from_secs(5));
+    assert!(net.hosts[1].tunnel.is_keyed(1));
+    assert_eq!(net.inbox(2), [msg(b"x", 1, false)]);
+}
