@@ -259,33 +259,13 @@ impl Tunnel {
     /// is agreed (never as plaintext when encryption is on, Q5/Q23).
     pub fn send(&mut self, now: Instant, node: u32, packet: &[u8]) -> Result<(), SendError> {
         let beacon = self.config.beacon;
-        let own = self.own;
         let peer = self
             .peers
             .get_mut(&node)
             .ok_or(SendError::NeedResolve(node))?;
         let dest = route_dest(&peer.path, beacon.is_some());
         if !self.config.encryption || peer.crypto.is_keyed() {
-            let dest = dest.ok_or(SendError::NoRoute(node))?;
-            let mut buffer = self.outbox.buffer();
-            let to = open_frame(&mut buffer, dest, beacon, own, node);
-            let sealed = if self.config.encryption {
-                peer.crypto.seal(own, packet, &mut buffer)
-            } else {
-                buffer.extend_from_slice(&PILT);
-                buffer.extend_from_slice(packet);
-                Ok(())
-            };
-            if let Err(e) = sealed {
-                self.outbox.recycle(buffer);
-                return Err(e.into());
-            }
-            self.outbox.push(to, buffer);
-            peer.path.on_data_sent(now, &self.config.timing);
-            if matches!(dest, Dest::Direct(_)) {
-                peer.path.on_direct_sent(now);
-            }
-            return Ok(());
+            return self.transmit_packet(now, node, packet, true, None);
         }
         // No key yet: queue, and (rate-limited) make sure our key exchange is under way.
         if peer.pending.is_empty() {
@@ -513,6 +493,62 @@ impl Tunnel {
         }
     }
 
+    /// Seals (or, without encryption, frames) `packet` and sends it along `node`'s route.
+    /// `data` says whether it is the daemon's traffic, which the peer's answers are expected to.
+    /// `to` overrides the route with a direct address.
+    fn transmit_packet(
+        &mut self,
+        now: Instant,
+        node: u32,
+        packet: &[u8],
+        data: bool,
+        to: Option<SocketAddr>,
+    ) -> Result<(), SendError> {
+        let (beacon, own) = (self.config.beacon, self.own);
+        let peer = self
+            .peers
+            .get_mut(&node)
+            .ok_or(SendError::NeedResolve(node))?;
+        let dest = match to {
+            Some(addr) => Dest::Direct(addr),
+            None => route_dest(&peer.path, beacon.is_some()).ok_or(SendError::NoRoute(node))?,
+        };
+        let mut buffer = self.outbox.buffer();
+        let to = open_frame(&mut buffer, dest, beacon, own, node);
+        let sealed = if self.config.encryption {
+            peer.crypto.seal(own, packet, &mut buffer)
+        } else {
+            buffer.extend_from_slice(&PILT);
+            buffer.extend_from_slice(packet);
+            Ok(())
+        };
+        if let Err(e) = sealed {
+            self.outbox.recycle(buffer);
+            return Err(e.into());
+        }
+        self.outbox.push(to, buffer);
+        if data {
+            peer.path.on_data_sent(now, &self.config.timing);
+        }
+        if matches!(dest, Dest::Direct(_)) {
+            peer.path.on_direct_sent(now);
+        }
+        Ok(())
+    }
+
+    /// A sealed path proof to `node`, along its route or to `to`: the peer can confirm the
+    /// path it arrives along (a `PILS` is fresh; an `Unchanged` `PILA` may be a replay). Sent
+    /// when our path becomes direct, and in answer to a direct probe. Never answered.
+    fn send_path_proof(&mut self, now: Instant, node: u32, to: Option<SocketAddr>) {
+        let keyed = self.peers.get(&node).is_some_and(|p| p.crypto.is_keyed());
+        if !self.config.encryption || !keyed {
+            return;
+        }
+        let proof = path_proof(self.own, node);
+        // A failure (no route, counter exhausted) only loses the hint.
+        let _ = self.transmit_packet(now, node, &proof, false, to);
+    }
+
     /// Sends our key-exchange frame to `node` along its route (callers apply rate limits).
     fn send_key_exchange(&mut self, _now: Instant, node: u32) {
         if !self.config.encryption {
@@ -541,6 +577,35 @@ impl Tunnel {
             }
         }
     }
+}
+
+/// The port a path proof is sent from and to. Go daemons answer control packets on port 0
+/// only and drop the rest (`spec/wire.md` §4.10 R2); port 1 is the reference's unused
+/// "control" port.
+const PATH_PROOF_PORT: u16 = 1;
+
+/// A path proof from `own` to `peer`: an empty control packet between the path-proof ports.
+/// Sealed, it is fresh and authenticated, so the peer may confirm the path it came along.
+fn path_proof(own: u32, peer: u32) -> [u8; crate::wire::HEADER_LEN] {
+    let header = crate::wire::Header {
+        protocol: crate::wire::Protocol::CONTROL,
+        src: crate::wire::Addr::backbone(own),
+        dst: crate::wire::Addr::backbone(peer),
+        src_port: PATH_PROOF_PORT,
+        dst_port: PATH_PROOF_PORT,
+        ..crate::wire::Header::default()
+    };
+    // An empty payload always fits.
+    header.encode(&[]).unwrap_or([0; crate::wire::HEADER_LEN])
+}
+
+/// Whether `packet` is a path proof, consumed by the tunnel rather than routed.
+fn is_path_proof(packet: &Packet<'_>) -> bool {
+    let h = &packet.header;
+    h.protocol == crate::wire::Protocol::CONTROL
+        && h.src_port == PATH_PROOF_PORT
+        && h.dst_port == PATH_PROOF_PORT
+        && packet.payload.is_empty()
 }
 
 /// Where frames to a peer on `path` go now.

@@ -2,13 +2,13 @@
 //! (`docs/TUNNEL.md`, "Receive processing").
 
 use super::{
-    note_route, Tunnel, DEFERRED_PER_NODE, DEFERRED_TOTAL, PUNCH_ENDPOINTS, PUNCH_MEMORY,
-    PUNCH_PROBES, UNSOLICITED_PUNCH_PILAS,
+    is_path_proof, note_route, Tunnel, DEFERRED_PER_NODE, DEFERRED_TOTAL, PUNCH_ENDPOINTS,
+    PUNCH_MEMORY, PUNCH_PROBES, UNSOLICITED_PUNCH_PILAS,
 };
 use crate::crypto::{KeyChange, KeyExchangeError, OpenError, RegistryKey, UnauthenticatedPeers};
 use crate::tunnel::event::{Received, TunnelEvent};
 use crate::tunnel::keycache::Stashed;
-use crate::tunnel::path::PeerPath;
+use crate::tunnel::path::{PeerPath, PeerRoute};
 use crate::tunnel::peer::Peer;
 use crate::wire::tunnel::{PILP, PILT};
 use crate::wire::{AuthKeyExchange, BeaconMessage, KeyExchange, Packet, SealedFrame, TunnelFrame};
@@ -171,7 +171,14 @@ impl Tunnel {
         let relay = self.config.beacon.is_some();
         peer.path
             .on_authenticated(now, origin, true, relay, timing, limit);
-        note_route(&mut self.events, node, before, peer.path.route());
+        let after = peer.path.route();
+        note_route(&mut self.events, node, before, after);
+        if before != after && matches!(after, PeerRoute::Direct(_)) {
+            self.send_path_proof(now, node, None);
+        }
+        if is_path_proof(&packet) {
+            return None;
+        }
         Some(Received {
             peer: node,
             packet,
@@ -350,7 +357,9 @@ impl Tunnel {
         // An unchanged key from an address we do not probe moves nothing, not even into the
         // candidates: a replayed PILA could otherwise make its sender's address "probed" and
         // then confirm it on the next replay (Q3). The peer's first PILS from there will.
-        note_route(&mut self.events, node, before, peer.path.route());
+        let after = peer.path.route();
+        note_route(&mut self.events, node, before, after);
+        let proof = before != after && matches!(after, PeerRoute::Direct(_));
         tracing::debug!(node, %from, relayed, ?change, "key exchange accepted");
         match change {
             KeyChange::New => self.events.push_back(TunnelEvent::PeerKeyed { node }),
@@ -381,15 +390,16 @@ impl Tunnel {
             } else {
                 self.outbox.push_copy(from, &pila);
             }
-        } else if !relayed
-            && !peer.path.awaiting_answer()
-            && peer.key_exchange_allowed(now, timing.silence_rekey)
-        {
+        } else if !relayed && peer.key_exchange_allowed(now, timing.silence_rekey) {
             // A peer probing us (a punch, a silence check, a roam) learns the path works from
-            // our answer. We never answer while waiting for an answer ourselves, and at most
-            // once per `silence_rekey`, so two tunnels never keep a ping-pong going.
-            let pila = self.pila;
-            self.outbox.push_copy(from, &pila);
+            // our answer: a path proof, sealed and fresh, so it may confirm the address it
+            // arrives from even if it never probed it (our port behind a symmetric NAT, or
+            // after our NAT rebound). Nothing answers a proof, so this cannot ping-pong; at
+            // most one per `silence_rekey`.
+            self.send_path_proof(now, node, Some(from));
+        }
+        if proof {
+            self.send_path_proof(now, node, None);
         }
     }
 

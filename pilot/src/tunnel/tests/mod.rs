@@ -24,10 +24,23 @@ fn key_exchange_converges_without_echo_and_delivers_sealed() {
     net.run_for(Duration::from_secs(10));
     assert_eq!(net.inbox(1), [msg(b"back", 2, false)]);
     // "back" got no answer (a one-way datagram): 2 checks the peer is alive with one PILA,
-    // which 1 answers once. Then nothing, however long the tunnels idle.
-    assert_eq!(net.pilas_sent(), 5);
+    // which 1 answers with a sealed path proof. Then nothing, however long the tunnels idle.
+    assert_eq!(net.pilas_sent(), 4);
+    let proofs = |net: &Net| {
+        net.log
+            .iter()
+            .filter(|(n, _, b)| *n == 1 && b.starts_with(b"PILS"))
+            .count()
+    };
+    // "hello", the proof that the path became direct, the answer to 2's liveness check.
+    assert_eq!(proofs(&net), 3);
     net.run_for(Duration::from_secs(300));
-    assert_eq!(net.pilas_sent(), 5, "nothing echoes while idle");
+    assert_eq!(net.pilas_sent(), 4, "nothing echoes while idle");
+    assert_eq!(proofs(&net), 3);
+    assert!(
+        net.inbox(1).is_empty() && net.inbox(2).is_empty(),
+        "proofs never reach the router"
+    );
     // No plaintext ever left either tunnel.
     assert!(net.log.iter().all(|(_, _, b)| !b.starts_with(b"PILT")));
 }
@@ -698,4 +711,90 @@ fn a_rotated_identity_is_looked_up_again() {
     net.run_for(Duration::from_secs(5));
     assert!(net.hosts[1].tunnel.is_keyed(1));
     assert_eq!(net.inbox(2), [msg(b"x", 1, false)]);
+}
+
+/// Something that happens to the network or a node mid-session.
+#[derive(Clone, Copy, Debug)]
+enum Trouble {
+    /// Direct paths blocked for a while.
+    Block(u8),
+    /// A node's NAT forgets its mappings and picks new ports.
+    Rebind(u8),
+    /// Half the datagrams lost for a while.
+    Loss(u8),
+    /// Nobody sends for this many tens of seconds.
+    Idle(u8),
+    /// Node 2 restarts: fresh X25519 keys, no peers.
+    Restart,
+}
+
+fn trouble() -> impl proptest::strategy::Strategy<Value = Trouble> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1u8..30).prop_map(Trouble::Block),
+        (1u8..=2).prop_map(Trouble::Rebind),
+        (1u8..10).prop_map(Trouble::Loss),
+        (1u8..30).prop_map(Trouble::Idle),
+        Just(Trouble::Restart),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+    /// Whatever happened, once the network heals the two nodes talk again.
+    #[test]
+    fn sessions_survive_trouble(
+        seed in 0u64..1_000_000,
+        a in 0usize..5,
+        b in 0usize..5,
+        troubles in proptest::collection::vec(trouble(), 1..6),
+    ) {
+        use NatKind::*;
+        let kinds = [Open, FullCone, RestrictedCone, PortRestrictedCone, Symmetric];
+        let mut net = Net::new(seed, &[kinds[a], kinds[b]], true);
+        net.send(1, 2, b"start").unwrap();
+        net.run_for(Duration::from_secs(2));
+        for t in &troubles {
+            match *t {
+                Trouble::Block(s) => {
+                    net.direct_blocked = true;
+                    net.send(1, 2, b"during").unwrap();
+                    net.run_for(Duration::from_secs(s.into()));
+                    net.direct_blocked = false;
+                }
+                Trouble::Rebind(n) => {
+                    if let Some(nat) = net.hosts[usize::from(n) - 1].nat.as_mut() {
+                        nat.rebind();
+                    }
+                }
+                Trouble::Loss(s) => {
+                    net.loss = 0.5;
+                    net.send(2, 1, b"during").unwrap();
+                    net.run_for(Duration::from_secs(s.into()));
+                    net.loss = 0.0;
+                }
+                Trouble::Idle(s) => net.run_for(Duration::from_secs(10 * u64::from(s))),
+                Trouble::Restart => {
+                    let mut rng = seeded_rng(seed ^ 0xDEAD);
+                    let keys = LocalKeys::generate(net.hosts[1].identity.clone(), &mut rng);
+                    let cfg = net.hosts[1].tunnel.config().clone();
+                    net.hosts[1].tunnel = Tunnel::new(2, keys, cfg, rng);
+                    net.hosts[1].tunnel.discover_request(net.now);
+                }
+            }
+            net.send(1, 2, b"between").unwrap();
+            net.run_for(Duration::from_secs(1));
+        }
+        // Healed: give background punching, silence re-keys and resolves time to act.
+        net.run_for(Duration::from_secs(90));
+        net.send(1, 2, b"ping").unwrap();
+        net.run_for(Duration::from_secs(5));
+        net.send(2, 1, b"pong").unwrap();
+        net.run_for(Duration::from_secs(5));
+        let to_2: Vec<_> = net.inbox(2).into_iter().map(|m| m.1).collect();
+        let to_1: Vec<_> = net.inbox(1).into_iter().map(|m| m.1).collect();
+        proptest::prop_assert!(to_2.contains(&b"ping".to_vec()), "{:?}", troubles);
+        proptest::prop_assert!(to_1.contains(&b"pong".to_vec()), "{:?}", troubles);
+    }
 }
