@@ -166,6 +166,9 @@ impl PeerPath {
     /// An authenticated frame from the peer. `from` is its source if it came directly, `None`
     /// if relayed. `confirms` says whether it may move the direct path to `from` (it is fresh,
     /// or came from an address we probe). `relay` says whether a relay exists.
+    ///
+    /// Returns whether this established or re-established the direct path (it changed, or a
+    /// search for one ended): the peer may not know our side of it yet.
     pub fn on_authenticated(
         &mut self,
         now: Instant,
@@ -174,7 +177,9 @@ impl PeerPath {
         relay: bool,
         timing: &Timing,
         limit: usize,
-    ) {
+    ) -> bool {
+        let searching = self.probe.is_some();
+        let before = self.route;
         self.last_rx = Some(now);
         self.last_activity = Some(now);
         self.unanswered_since = None;
@@ -187,6 +192,7 @@ impl PeerPath {
                 self.probe = None;
                 self.punch_at = None;
                 self.punch_backoff = timing.punch_retry;
+                return searching || before != self.route;
             }
             Some(_) => {}
             None => {
@@ -200,6 +206,7 @@ impl PeerPath {
                 }
             }
         }
+        false
     }
 
     /// We sent data (not a probe or keepalive) to the peer.

@@ -8,7 +8,7 @@ use super::{
 use crate::crypto::{KeyChange, KeyExchangeError, OpenError, RegistryKey, UnauthenticatedPeers};
 use crate::tunnel::event::{Received, TunnelEvent};
 use crate::tunnel::keycache::Stashed;
-use crate::tunnel::path::{PeerPath, PeerRoute};
+use crate::tunnel::path::PeerPath;
 use crate::tunnel::peer::Peer;
 use crate::wire::tunnel::{PILP, PILT};
 use crate::wire::{AuthKeyExchange, BeaconMessage, KeyExchange, Packet, SealedFrame, TunnelFrame};
@@ -169,11 +169,12 @@ impl Tunnel {
         let timing = &self.config.timing;
         let limit = self.config.limits.candidates_per_peer;
         let relay = self.config.beacon.is_some();
-        peer.path
+        let established = peer
+            .path
             .on_authenticated(now, origin, true, relay, timing, limit);
-        let after = peer.path.route();
-        note_route(&mut self.events, node, before, after);
-        if before != after && matches!(after, PeerRoute::Direct(_)) {
+        note_route(&mut self.events, node, before, peer.path.route());
+        if established {
+            // Tell the peer the path works from our side too (our port may be new to it).
             self.send_path_proof(now, node, None);
         }
         if is_path_proof(&packet) {
@@ -347,19 +348,19 @@ impl Tunnel {
         // A new or changed key is fresh (the crypto layer refuses retired keys). A repeated
         // one may be a replay, so it moves the path only to an address we are probing (Q3).
         let confirms = change != KeyChange::Unchanged || probed;
+        let mut established = false;
         if relayed {
             peer.path
                 .on_authenticated(now, None, false, relay, timing, limit);
         } else if confirms {
-            peer.path
+            established = peer
+                .path
                 .on_authenticated(now, Some(from), true, relay, timing, limit);
         }
         // An unchanged key from an address we do not probe moves nothing, not even into the
         // candidates: a replayed PILA could otherwise make its sender's address "probed" and
         // then confirm it on the next replay (Q3). The peer's first PILS from there will.
-        let after = peer.path.route();
-        note_route(&mut self.events, node, before, after);
-        let proof = before != after && matches!(after, PeerRoute::Direct(_));
+        note_route(&mut self.events, node, before, peer.path.route());
         tracing::debug!(node, %from, relayed, ?change, "key exchange accepted");
         match change {
             KeyChange::New => self.events.push_back(TunnelEvent::PeerKeyed { node }),
@@ -398,7 +399,7 @@ impl Tunnel {
             // most one per `silence_rekey`.
             self.send_path_proof(now, node, Some(from));
         }
-        if proof {
+        if established {
             self.send_path_proof(now, node, None);
         }
     }
