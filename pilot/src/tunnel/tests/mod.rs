@@ -755,6 +755,7 @@ proptest::proptest! {
         let mut net = Net::new(seed, &[kinds[a], kinds[b]], true);
         net.send(1, 2, b"start").unwrap();
         net.run_for(Duration::from_secs(2));
+        let mut restarts = 0u64;
         for t in &troubles {
             match *t {
                 Trouble::Block(s) => {
@@ -776,7 +777,9 @@ proptest::proptest! {
                 }
                 Trouble::Idle(s) => net.run_for(Duration::from_secs(10 * u64::from(s))),
                 Trouble::Restart => {
-                    let mut rng = seeded_rng(seed ^ 0xDEAD);
+                    // A new process draws new keys (a real one from OS entropy).
+                    restarts += 1;
+                    let mut rng = seeded_rng(seed ^ 0xDEAD ^ (restarts << 32));
                     let keys = LocalKeys::generate(net.hosts[1].identity.clone(), &mut rng);
                     let cfg = net.hosts[1].tunnel.config().clone();
                     net.hosts[1].tunnel = Tunnel::new(2, keys, cfg, rng);
