@@ -391,13 +391,14 @@ impl Tunnel {
             } else {
                 self.outbox.push_copy(from, &pila);
             }
-        } else if !relayed && peer.key_exchange_allowed(now, timing.silence_rekey) {
+        } else if peer.key_exchange_allowed(now, timing.silence_rekey) {
             // A peer probing us (a punch, a silence check, a roam) learns the path works from
             // our answer: a path proof, sealed and fresh, so it may confirm the address it
             // arrives from even if it never probed it (our port behind a symmetric NAT, or
             // after our NAT rebound). Nothing answers a proof, so this cannot ping-pong; at
             // most one per `silence_rekey`.
-            self.send_path_proof(now, node, Some(from));
+            // A relayed probe (a liveness check over the relay) is answered along our route.
+            self.send_path_proof(now, node, (!relayed).then_some(from));
         }
         if established {
             self.send_path_proof(now, node, None);
