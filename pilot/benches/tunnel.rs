@@ -2,12 +2,16 @@
 //! route into a pooled buffer, `poll_transmit`, `recycle`) and `handle_datagram` (classify,
 //! open into the caller's buffer, decode, check the inner header, path bookkeeping), between
 //! two tunnels keyed with each other on a direct path.
+//!
+//! Baseline in the same run: `PeerCrypto::seal` and `open` of the same packet alone
+//! (`pils_seal_4096`, `pils_open_4096`), so the tunnel's own cost (routing, buffers, checks,
+//! path bookkeeping) reads as the difference, whatever the load on the machine.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pilot::crypto::{Identity, LocalKeys, RegistryKey};
+use pilot::crypto::{Identity, LocalKeys, PeerCrypto, RegistryKey};
 use pilot::net::seeded_rng;
 use pilot::tunnel::{Tunnel, TunnelConfig, TunnelEvent};
-use pilot::wire::{Addr, Header, Protocol};
+use pilot::wire::{Addr, Header, Protocol, TunnelFrame};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -54,6 +58,23 @@ fn keyed_pair(now: Instant) -> (Tunnel, Tunnel) {
     (a, b)
 }
 
+/// Bare crypto states of two keyed nodes: (1's state for 2, 2's state for 1).
+fn crypto_pair() -> (PeerCrypto, PeerCrypto) {
+    let mut rng = seeded_rng(2026);
+    let a = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
+    let b = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
+    let key_of = |k: &LocalKeys| RegistryKey::Known(k.identity().public_key());
+    let mut a_to_b = PeerCrypto::new(2);
+    a_to_b
+        .accept_auth_key_exchange(&a, &b.auth_key_exchange(2), key_of(&b), &mut rng)
+        .expect("genuine");
+    let mut b_from_a = PeerCrypto::new(1);
+    b_from_a
+        .accept_auth_key_exchange(&b, &a.auth_key_exchange(1), key_of(&a), &mut rng)
+        .expect("genuine");
+    (a_to_b, b_from_a)
+}
+
 fn tunnel(c: &mut Criterion) {
     let now = Instant::now();
     let header = Header {
@@ -69,6 +90,32 @@ fn tunnel(c: &mut Criterion) {
     let mut group = c.benchmark_group("tunnel");
     group.throughput(Throughput::Bytes(PAYLOAD as u64));
 
+    let (mut seal, mut open) = crypto_pair();
+    let mut frame = Vec::with_capacity(PAYLOAD + 128);
+    group.bench_function("pils_seal_4096", |bench| {
+        bench.iter(|| {
+            frame.clear();
+            seal.seal(1, black_box(&packet), &mut frame).expect("keyed");
+        })
+    });
+    let mut plain = vec![0u8; 65_536];
+    group.bench_function("pils_open_4096", |bench| {
+        bench.iter_batched_ref(
+            || {
+                let mut f = Vec::with_capacity(PAYLOAD + 128);
+                seal.seal(1, &packet, &mut f).expect("keyed");
+                f
+            },
+            |f| {
+                let TunnelFrame::Sealed(sealed) = TunnelFrame::decode(f).expect("PILS") else {
+                    unreachable!("sealed frames decode as PILS");
+                };
+                black_box(open.open(&sealed, &mut plain).expect("genuine"));
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
     let (mut a, _) = keyed_pair(now);
     group.bench_function("send_4096", |bench| {
         bench.iter(|| {
@@ -80,7 +127,6 @@ fn tunnel(c: &mut Criterion) {
     });
 
     let (mut a, mut b) = keyed_pair(now);
-    let mut plain = vec![0u8; 65_536];
     group.bench_function("receive_4096", |bench| {
         bench.iter_batched_ref(
             || {

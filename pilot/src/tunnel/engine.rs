@@ -1,17 +1,19 @@
 //! The sans-IO tunnel of one daemon: peers, keys, paths, and the datagrams between them.
+//! This file holds the state, the daemon's inputs, sending and timers; [`receive`] holds what
+//! each received datagram does.
+
+mod receive;
 
 use super::config::TunnelConfig;
-use super::keycache::{KeyCache, Outstanding, Stashed};
+use super::event::{AddPeerError, Received, SendError, TunnelEvent};
+use super::keycache::{KeyCache, Outstanding};
 use super::path::{PathAction, PeerPath, PeerRoute};
 use super::peer::Peer;
 use super::transmit::{Outbox, Transmit};
-use crate::crypto::{KeyChange, LocalKeys, OpenError, RegistryKey, SealError};
+use crate::crypto::{LocalKeys, RegistryKey};
 use crate::net::Rng;
-use crate::wire::beacon::kind;
 use crate::wire::tunnel::{AUTH_KEY_EXCHANGE_LEN, PILP, PILT};
-use crate::wire::{
-    AuthKeyExchange, BeaconMessage, Datagram, KeyExchange, Packet, SealedFrame, TunnelFrame,
-};
+use crate::wire::{BeaconMessage, Datagram, Packet, TunnelFrame};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,79 +30,6 @@ const UNSOLICITED_PUNCH_PILAS: u32 = 8;
 const DEFERRED_PER_NODE: usize = 4;
 /// Sealed frames held in all.
 const DEFERRED_TOTAL: usize = 64;
-
-/// Something the daemon should know or do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TunnelEvent {
-    /// A `PILA` from this node waits for its Ed25519 key: look it up in the registry (off the
-    /// receive loop) and call [`Tunnel::on_registry_key`].
-    NeedRegistryKey(u32),
-    /// A sealed frame came from a node we hold no state for (we may have restarted): resolve
-    /// it and call [`Tunnel::add_peer`] so a key exchange starts.
-    NeedResolve(u32),
-    /// The route to a peer changed.
-    PeerPathChanged {
-        /// The peer.
-        node: u32,
-        /// Its new route.
-        path: PeerRoute,
-    },
-    /// The beacon told us our public endpoint (first time, or it changed).
-    PublicEndpoint(SocketAddr),
-    /// A key is agreed with a peer for the first time; it may have been added by this.
-    PeerKeyed {
-        /// The peer.
-        node: u32,
-    },
-    /// A peer presented a new X25519 key (it restarted) and we re-derived.
-    PeerRekeyed {
-        /// The peer.
-        node: u32,
-    },
-}
-
-/// A packet from a peer, for the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received<'a> {
-    /// The peer node it came from (the inner source node equals it, checked).
-    pub peer: u32,
-    /// The decoded packet.
-    pub packet: Packet<'a>,
-    /// The encoded packet (header and payload, trailing bytes cut).
-    pub bytes: &'a [u8],
-    /// Whether it came through the beacon's relay.
-    pub relayed: bool,
-    /// Whether it came as plaintext `PILT` (only if the configuration allows it).
-    pub plaintext: bool,
-}
-
-/// Why a packet was not sent or queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The peer is unknown: resolve it with the registry, then [`Tunnel::add_peer`].
-    #[error("node {0} is not a known peer; resolve it first")]
-    NeedResolve(u32),
-    /// No address and no relay: nothing can reach the peer.
-    #[error("no route to node {0}: no address known and no beacon")]
-    NoRoute(u32),
-    /// The pending queues of too many peers are in use.
-    #[error("too many peers waiting for keys; packet to node {0} dropped")]
-    PendingFull(u32),
-    /// Sealing failed.
-    #[error(transparent)]
-    Seal(#[from] SealError),
-}
-
-/// Why a peer was not added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AddPeerError {
-    /// The peer table is full.
-    #[error("peer table full ({0} peers)")]
-    TooManyPeers(usize),
-    /// That is our own node ID.
-    #[error("node {0} is this node")]
-    OwnNode(u32),
-}
 
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,33 +259,13 @@ impl Tunnel {
     /// is agreed (never as plaintext when encryption is on, Q5/Q23).
     pub fn send(&mut self, now: Instant, node: u32, packet: &[u8]) -> Result<(), SendError> {
         let beacon = self.config.beacon;
-        let own = self.own;
         let peer = self
             .peers
             .get_mut(&node)
             .ok_or(SendError::NeedResolve(node))?;
         let dest = route_dest(&peer.path, beacon.is_some());
         if !self.config.encryption || peer.crypto.is_keyed() {
-            let dest = dest.ok_or(SendError::NoRoute(node))?;
-            let mut buffer = self.outbox.buffer();
-            let to = open_frame(&mut buffer, dest, beacon, own, node);
-            let sealed = if self.config.encryption {
-                peer.crypto.seal(own, packet, &mut buffer)
-            } else {
-                buffer.extend_from_slice(&PILT);
-                buffer.extend_from_slice(packet);
-                Ok(())
-            };
-            if let Err(e) = sealed {
-                self.outbox.recycle(buffer);
-                return Err(e.into());
-            }
-            self.outbox.push(to, buffer);
-            peer.path.on_data_sent(now);
-            if matches!(dest, Dest::Direct(_)) {
-                peer.path.on_direct_sent(now);
-            }
-            return Ok(());
+            return self.transmit_packet(now, node, packet, true, None);
         }
         // No key yet: queue, and (rate-limited) make sure our key exchange is under way.
         if peer.pending.is_empty() {
@@ -379,6 +288,8 @@ impl Tunnel {
         if let Some(dropped) = peer.pending.push(now, buffer, limit) {
             self.outbox.recycle(dropped);
         }
+        // Until the peer answers, the silence timers re-send our key exchange along the route.
+        peer.path.expect_answer(now);
         let probing = peer.path.is_probing();
         if !probing && peer.key_exchange_allowed(now, self.config.timing.key_exchange_interval) {
             self.send_key_exchange(now, node);
@@ -439,6 +350,16 @@ impl Tunnel {
         {
             self.punched.pop_front();
         }
+        // Frames deferred behind a PILA whose lookup was given up.
+        let keycache = &self.keycache;
+        let outbox = &mut self.outbox;
+        self.deferred.retain(|node, frames| {
+            let keep = keycache.is_stashed(*node);
+            if !keep {
+                frames.drain(..).for_each(|(_, _, f)| outbox.recycle(f));
+            }
+            keep
+        });
         let timing = &self.config.timing;
         let due: Vec<u32> = self
             .peers
@@ -514,402 +435,6 @@ impl Tunnel {
         None
     }
 
-    // ---- receive processing ----
-
-    /// A tunnel frame, direct (`relay_sender` is `None`) or from a Relay Deliver.
-    fn handle_frame<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        relay_sender: Option<u32>,
-        frame: TunnelFrame<'a>,
-        raw: &'a [u8],
-        plain: &'a mut [u8],
-    ) -> Option<Received<'a>> {
-        let relayed = relay_sender.is_some();
-        // A relayed frame must come from the node the relay names.
-        let sender_matches = |sender: u32| relay_sender.is_none_or(|s| s == sender);
-        match frame {
-            TunnelFrame::Punch => None,
-            TunnelFrame::Plain(packet) => {
-                if !sender_matches(packet.header.src.node) {
-                    return None;
-                }
-                let bytes = raw.get(PILT.len()..PILT.len() + packet.encoded_len())?;
-                self.handle_plain(now, from, relayed, packet, bytes)
-            }
-            TunnelFrame::Sealed(sealed) => {
-                if !sender_matches(sealed.sender) {
-                    return None;
-                }
-                self.handle_sealed(now, from, relayed, &sealed, plain)
-            }
-            TunnelFrame::AuthKeyExchange(frame) => {
-                if sender_matches(frame.sender) {
-                    self.handle_pila(now, from, relayed, frame);
-                }
-                None
-            }
-            TunnelFrame::KeyExchange(frame) => {
-                if sender_matches(frame.sender) {
-                    self.handle_pilk(now, from, relayed, &frame);
-                }
-                None
-            }
-        }
-    }
-
-    fn handle_plain<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        relayed: bool,
-        packet: Packet<'a>,
-        bytes: &'a [u8],
-    ) -> Option<Received<'a>> {
-        let node = packet.header.src.node;
-        if packet.header.dst.node != self.own || node == self.own {
-            return None;
-        }
-        let peer = self.peers.get_mut(&node);
-        if self.config.encryption {
-            // Plaintext from a keyed peer is a downgrade or an injection (Q5).
-            if !self.config.accept_plaintext_before_key
-                || peer.as_ref().is_some_and(|p| p.crypto.is_keyed())
-            {
-                return None;
-            }
-        } else if let Some(peer) = peer {
-            // Without encryption nothing authenticates; a direct frame from an address we
-            // probe is the best confirmation there is (never a new address: that would let
-            // anyone redirect the peer).
-            let confirms = !relayed && peer.path.is_candidate(from);
-            let before = peer.path.route();
-            let origin = (!relayed).then_some(from);
-            let timing = &self.config.timing;
-            let limit = self.config.limits.candidates_per_peer;
-            let relay = self.config.beacon.is_some();
-            peer.path
-                .on_authenticated(now, origin, confirms, relay, timing, limit);
-            note_route(&mut self.events, node, before, peer.path.route());
-        }
-        Some(Received {
-            peer: node,
-            packet,
-            bytes,
-            relayed,
-            plaintext: true,
-        })
-    }
-
-    fn handle_sealed<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        relayed: bool,
-        sealed: &SealedFrame<'_>,
-        plain: &'a mut [u8],
-    ) -> Option<Received<'a>> {
-        if !self.config.encryption {
-            return None;
-        }
-        let node = sealed.sender;
-        if !self.peers.contains_key(&node) && self.keycache.is_stashed(node) {
-            // Right behind its PILA, which waits for the registry: hold the frame (bounded).
-            let total: usize = self.deferred.values().map(Vec::len).sum();
-            let held = self.deferred.entry(node).or_default();
-            if held.len() < DEFERRED_PER_NODE && total < DEFERRED_TOTAL {
-                let mut copy = self.outbox.buffer();
-                crate::wire::tunnel::SealedFrame::encode_prefix(node, &sealed.nonce, &mut copy);
-                copy.extend_from_slice(sealed.ciphertext);
-                held.push((from, relayed, copy));
-            }
-            return None;
-        }
-        let Some(peer) = self.peers.get_mut(&node) else {
-            // We hold nothing for this node: we may have restarted. Ask the daemon to resolve
-            // it so a key exchange starts (bounded and deduplicated: the sender is unverified).
-            let timing = &self.config.timing;
-            let limit = self.config.limits.outstanding_lookups;
-            if node != self.own
-                && self
-                    .resolves
-                    .should_ask(now, node, timing.lookup_retry, limit)
-            {
-                self.events.push_back(TunnelEvent::NeedResolve(node));
-            }
-            return None;
-        };
-        let opened = match peer.crypto.open(sealed, plain) {
-            Ok(opened) => opened,
-            Err(OpenError::NoKey(_)) => {
-                // The peer holds a key we lost or never had: offer ours (rate-limited).
-                if peer.key_exchange_allowed(now, self.config.timing.key_exchange_interval) {
-                    self.send_key_exchange(now, node);
-                }
-                return None;
-            }
-            Err(_) => return None,
-        };
-        let packet = Packet::decode(opened).ok()?;
-        // The inner header must agree with the tunnel: a keyed peer cannot speak for another
-        // node, nor hand us packets for someone else (Q6).
-        if packet.header.src.node != node || packet.header.dst.node != self.own {
-            return None;
-        }
-        let bytes = opened.get(..packet.encoded_len())?;
-        // Fresh and authenticated (the replay window passed): the source is the peer's
-        // current address, so roaming and NAT rebinding move the path.
-        let before = peer.path.route();
-        let origin = (!relayed).then_some(from);
-        let timing = &self.config.timing;
-        let limit = self.config.limits.candidates_per_peer;
-        let relay = self.config.beacon.is_some();
-        peer.path
-            .on_authenticated(now, origin, true, relay, timing, limit);
-        note_route(&mut self.events, node, before, peer.path.route());
-        Some(Received {
-            peer: node,
-            packet,
-            bytes,
-            relayed,
-            plaintext: false,
-        })
-    }
-
-    fn handle_pila(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        relayed: bool,
-        frame: AuthKeyExchange,
-    ) {
-        let node = frame.sender;
-        if !self.config.encryption || node == self.own {
-            return;
-        }
-        let stashed = Stashed {
-            frame,
-            from,
-            relayed,
-        };
-        match self.keycache.get(now, node) {
-            Some(key) => self.accept_pila(now, stashed, key),
-            None => {
-                // Never ask the registry here (Q8): hold the frame, let the daemon ask.
-                let limits = &self.config.limits;
-                if !self
-                    .keycache
-                    .stash(node, stashed, limits.stashed_key_exchanges)
-                {
-                    return;
-                }
-                let retry = self.config.timing.lookup_retry;
-                if self
-                    .keycache
-                    .should_ask(now, node, retry, limits.outstanding_lookups)
-                {
-                    self.events.push_back(TunnelEvent::NeedRegistryKey(node));
-                }
-            }
-        }
-    }
-
-    /// A `PILA` whose registry key is known.
-    fn accept_pila(&mut self, now: Instant, stashed: Stashed, key: RegistryKey) {
-        let Stashed {
-            frame,
-            from,
-            relayed,
-        } = stashed;
-        let node = frame.sender;
-        let origin = (!relayed).then_some(from);
-        let created = self.ensure_inbound_peer(now, node, origin, key);
-        let Some(peer) = self.peers.get_mut(&node) else {
-            return;
-        };
-        let result = peer
-            .crypto
-            .accept_auth_key_exchange(&self.keys, &frame, key, &mut self.rng);
-        match result {
-            Ok(change) => self.after_key_exchange(now, node, change, from, relayed),
-            Err(e) => {
-                if created {
-                    self.peers.remove(&node);
-                }
-                if matches!(e, crate::crypto::KeyExchangeError::IdentityMismatch(_)) {
-                    // The node may have rotated its identity: ask the registry again next time
-                    // (Q10); lookups stay deduplicated, so forged frames cost little.
-                    self.keycache.invalidate(node);
-                }
-            }
-        }
-    }
-
-    fn handle_pilk(&mut self, now: Instant, from: SocketAddr, relayed: bool, frame: &KeyExchange) {
-        let node = frame.sender;
-        if !self.config.encryption || node == self.own {
-            return;
-        }
-        let key = match self.keycache.get(now, node) {
-            Some(key) => key,
-            None => {
-                let limits = &self.config.limits;
-                let retry = self.config.timing.lookup_retry;
-                if self
-                    .keycache
-                    .should_ask(now, node, retry, limits.outstanding_lookups)
-                {
-                    self.events.push_back(TunnelEvent::NeedRegistryKey(node));
-                }
-                RegistryKey::Unavailable
-            }
-        };
-        let origin = (!relayed).then_some(from);
-        let created = key == RegistryKey::NotRegistered
-            && self.config.unauthenticated_peers
-                == crate::crypto::UnauthenticatedPeers::AcceptUnregistered
-            && self.ensure_inbound_peer(now, node, origin, RegistryKey::Known([0; 32]));
-        let policy = self.config.unauthenticated_peers;
-        let interval = self.config.timing.key_exchange_interval;
-        // Unknown nodes get no answer: replying to unverified frames would make us a reflector.
-        let Some(peer) = self.peers.get_mut(&node) else {
-            return;
-        };
-        match peer
-            .crypto
-            .accept_key_exchange(&self.keys, frame, key, policy, &mut self.rng)
-        {
-            Ok(change) => self.after_key_exchange(now, node, change, from, relayed),
-            Err(e) => {
-                if created {
-                    self.peers.remove(&node);
-                } else if e.reply_with_pila() && peer.key_exchange_allowed(now, interval) {
-                    self.send_key_exchange(now, node);
-                }
-            }
-        }
-    }
-
-    /// Adds a peer that contacted us, if allowed; returns whether it was added.
-    fn ensure_inbound_peer(
-        &mut self,
-        now: Instant,
-        node: u32,
-        origin: Option<SocketAddr>,
-        key: RegistryKey,
-    ) -> bool {
-        if self.peers.contains_key(&node)
-            || !matches!(key, RegistryKey::Known(_))
-            || self.peers.len() >= self.config.limits.max_peers
-        {
-            return false;
-        }
-        let path = PeerPath::inbound(now, origin, &self.config.timing);
-        self.peers.insert(node, Peer::new(node, path));
-        true
-    }
-
-    /// Bookkeeping after an accepted key exchange from `node`.
-    fn after_key_exchange(
-        &mut self,
-        now: Instant,
-        node: u32,
-        change: KeyChange,
-        from: SocketAddr,
-        relayed: bool,
-    ) {
-        let probed = self.was_probed(now, node, from);
-        let relay = self.config.beacon.is_some();
-        let timing = &self.config.timing;
-        let limit = self.config.limits.candidates_per_peer;
-        let Some(peer) = self.peers.get_mut(&node) else {
-            return;
-        };
-        let before = peer.path.route();
-        // A new or changed key is fresh (the crypto layer refuses retired keys). A repeated
-        // one may be a replay, so it moves the path only to an address we are probing (Q3).
-        let confirms = change != KeyChange::Unchanged || probed;
-        if relayed {
-            peer.path
-                .on_authenticated(now, None, false, relay, timing, limit);
-        } else if confirms {
-            peer.path
-                .on_authenticated(now, Some(from), true, relay, timing, limit);
-        }
-        note_route(&mut self.events, node, before, peer.path.route());
-        match change {
-            KeyChange::New => self.events.push_back(TunnelEvent::PeerKeyed { node }),
-            KeyChange::Changed => self.events.push_back(TunnelEvent::PeerRekeyed { node }),
-            KeyChange::Unchanged => {}
-        }
-        if change.needs_reply() {
-            // Required for the handshake to complete; not rate-limited, and bounded anyway:
-            // only the peer's identity can make a new key.
-            peer.key_exchange_sent(now);
-            self.send_key_exchange(now, node);
-            self.flush_pending(now, node);
-        } else if !relayed
-            && !peer.path.awaiting_answer()
-            && peer.key_exchange_allowed(now, timing.silence_rekey)
-        {
-            // A peer probing us (a punch, a silence check, a roam) learns the path works from
-            // our answer. We never answer while waiting for an answer ourselves, and at most
-            // once per `silence_rekey`, so two tunnels never keep a ping-pong going.
-            let pila = self.pila;
-            self.outbox.push_copy(from, &pila);
-        }
-    }
-
-    /// Whether `from` is an address we probe for `node`, or a recent Punch Command endpoint.
-    fn was_probed(&self, now: Instant, node: u32, from: SocketAddr) -> bool {
-        self.peers
-            .get(&node)
-            .is_some_and(|p| p.path.is_candidate(from))
-            || self
-                .punched
-                .iter()
-                .any(|(t, a)| *a == from && now.saturating_duration_since(*t) < PUNCH_MEMORY)
-    }
-
-    /// A Punch Command from the beacon: probe the endpoint and send our `PILA` there. The
-    /// command does not say which peer it is about. If one of ours is looking for a path, the
-    /// endpoint becomes its candidate. If none is, a peer is punching towards us: our `PILA`
-    /// lets it in where our `PILP`s alone cannot (its NAT filters what we send to its
-    /// registered address, ours admits its answer). Those unsolicited `PILA`s are budgeted,
-    /// since anyone can make the beacon send us Punch Commands (Q15).
-    fn on_punch_command(&mut self, now: Instant, endpoint: SocketAddr) {
-        for _ in 0..PUNCH_PROBES {
-            self.outbox.push_copy(endpoint, &PILP);
-        }
-        if self.punched.len() >= PUNCH_ENDPOINTS {
-            self.punched.pop_front();
-        }
-        self.punched.push_back((now, endpoint));
-        let limit = self.config.limits.candidates_per_peer;
-        let mut probing = false;
-        for peer in self.peers.values_mut() {
-            if peer.path.is_probing() {
-                peer.path.add_candidate(endpoint, limit);
-                probing = true;
-            }
-        }
-        if self.config.encryption && (probing || self.unsolicited_punch_allowed(now)) {
-            let pila = self.pila;
-            self.outbox.push_copy(endpoint, &pila);
-        }
-    }
-
-    fn unsolicited_punch_allowed(&mut self, now: Instant) -> bool {
-        let (start, count) = &mut self.punch_budget;
-        if start.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
-            *start = Some(now);
-            *count = 0;
-        }
-        *count += 1;
-        *count <= UNSOLICITED_PUNCH_PILAS
-    }
-
     // ---- sending ----
 
     /// Runs `node`'s path timers and pending-queue expiry, and carries out what they ask.
@@ -968,6 +493,62 @@ impl Tunnel {
         }
     }
 
+    /// Seals (or, without encryption, frames) `packet` and sends it along `node`'s route.
+    /// `data` says whether it is the daemon's traffic, which the peer's answers are expected to.
+    /// `to` overrides the route with a direct address.
+    fn transmit_packet(
+        &mut self,
+        now: Instant,
+        node: u32,
+        packet: &[u8],
+        data: bool,
+        to: Option<SocketAddr>,
+    ) -> Result<(), SendError> {
+        let (beacon, own) = (self.config.beacon, self.own);
+        let peer = self
+            .peers
+            .get_mut(&node)
+            .ok_or(SendError::NeedResolve(node))?;
+        let dest = match to {
+            Some(addr) => Dest::Direct(addr),
+            None => route_dest(&peer.path, beacon.is_some()).ok_or(SendError::NoRoute(node))?,
+        };
+        let mut buffer = self.outbox.buffer();
+        let to = open_frame(&mut buffer, dest, beacon, own, node);
+        let sealed = if self.config.encryption {
+            peer.crypto.seal(own, packet, &mut buffer)
+        } else {
+            buffer.extend_from_slice(&PILT);
+            buffer.extend_from_slice(packet);
+            Ok(())
+        };
+        if let Err(e) = sealed {
+            self.outbox.recycle(buffer);
+            return Err(e.into());
+        }
+        self.outbox.push(to, buffer);
+        if data {
+            peer.path.on_data_sent(now, &self.config.timing);
+        }
+        if matches!(dest, Dest::Direct(_)) {
+            peer.path.on_direct_sent(now);
+        }
+        Ok(())
+    }
+
+    /// A sealed path proof to `node`, along its route or to `to`: the peer can confirm the
+    /// path it arrives along (a `PILS` is fresh; an `Unchanged` `PILA` may be a replay). Sent
+    /// when our path becomes direct, and in answer to a direct probe. Never answered.
+    fn send_path_proof(&mut self, now: Instant, node: u32, to: Option<SocketAddr>) {
+        let keyed = self.peers.get(&node).is_some_and(|p| p.crypto.is_keyed());
+        if !self.config.encryption || !keyed {
+            return;
+        }
+        let proof = path_proof(self.own, node);
+        // A failure (no route, counter exhausted) only loses the hint.
+        let _ = self.transmit_packet(now, node, &proof, false, to);
+    }
+
     /// Sends our key-exchange frame to `node` along its route (callers apply rate limits).
     fn send_key_exchange(&mut self, _now: Instant, node: u32) {
         if !self.config.encryption {
@@ -996,6 +577,35 @@ impl Tunnel {
             }
         }
     }
+}
+
+/// The port a path proof is sent from and to. Go daemons answer control packets on port 0
+/// only and drop the rest (`spec/wire.md` §4.10 R2); port 1 is the reference's unused
+/// "control" port.
+const PATH_PROOF_PORT: u16 = 1;
+
+/// A path proof from `own` to `peer`: an empty control packet between the path-proof ports.
+/// Sealed, it is fresh and authenticated, so the peer may confirm the path it came along.
+fn path_proof(own: u32, peer: u32) -> [u8; crate::wire::HEADER_LEN] {
+    let header = crate::wire::Header {
+        protocol: crate::wire::Protocol::CONTROL,
+        src: crate::wire::Addr::backbone(own),
+        dst: crate::wire::Addr::backbone(peer),
+        src_port: PATH_PROOF_PORT,
+        dst_port: PATH_PROOF_PORT,
+        ..crate::wire::Header::default()
+    };
+    // An empty payload always fits.
+    header.encode(&[]).unwrap_or([0; crate::wire::HEADER_LEN])
+}
+
+/// Whether `packet` is a path proof, consumed by the tunnel rather than routed.
+fn is_path_proof(packet: &Packet<'_>) -> bool {
+    let h = &packet.header;
+    h.protocol == crate::wire::Protocol::CONTROL
+        && h.src_port == PATH_PROOF_PORT
+        && h.dst_port == PATH_PROOF_PORT
+        && packet.payload.is_empty()
 }
 
 /// Where frames to a peer on `path` go now.
@@ -1028,9 +638,7 @@ fn open_frame(
 
 fn note_route(events: &mut VecDeque<TunnelEvent>, node: u32, before: PeerRoute, after: PeerRoute) {
     if before != after {
+        tracing::debug!(node, ?before, ?after, "tunnel path changed");
         events.push_back(TunnelEvent::PeerPathChanged { node, path: after });
     }
 }
-
-// Keep the relay type code in sight: a relayed datagram starts with it.
-const _: () = assert!(kind::RELAY == 0x05);

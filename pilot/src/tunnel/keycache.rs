@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// A `PILA` held until the registry's key for its sender is known.
 #[derive(Clone, Copy, Debug)]
 pub struct Stashed {
+    /// When it arrived.
+    pub at: Instant,
     /// The frame.
     pub frame: AuthKeyExchange,
     /// Where it came from (the beacon for a relayed frame).
@@ -125,11 +127,16 @@ impl KeyCache {
         self.lookups.should_ask(now, node, retry, limit)
     }
 
-    /// Holds `stashed` until `node`'s key is known. Returns `false` (frame dropped) when
-    /// `limit` other nodes already have frames waiting.
-    pub fn stash(&mut self, node: u32, stashed: Stashed, limit: usize) -> bool {
+    /// Holds `stashed` until `node`'s key is known. Frames older than `max_age` make room;
+    /// returns `false` (frame dropped) when `limit` other nodes still have frames waiting.
+    pub fn stash(&mut self, node: u32, stashed: Stashed, limit: usize, max_age: Duration) -> bool {
         if !self.stash.contains_key(&node) && self.stash.len() >= limit {
-            return false;
+            let now = stashed.at;
+            self.stash
+                .retain(|_, s| now.saturating_duration_since(s.at) < max_age);
+            if self.stash.len() >= limit {
+                return false;
+            }
         }
         self.stash.insert(node, stashed);
         true
@@ -182,6 +189,37 @@ mod tests {
         }
         assert_eq!(cache.get(t0, 0), None);
         assert!(cache.get(t0, 1).is_some() && cache.get(t0, 2).is_some());
+    }
+
+    #[test]
+    fn stash_is_bounded_and_old_frames_make_room() {
+        let t0 = Instant::now();
+        let age = Duration::from_secs(10);
+        let mut rng = crate::net::seeded_rng(1);
+        let keys = crate::crypto::LocalKeys::generate(
+            crate::crypto::Identity::generate(&mut rng),
+            &mut rng,
+        );
+        let stashed = |at| Stashed {
+            at,
+            frame: keys.auth_key_exchange(1),
+            from: "192.0.2.1:1".parse().unwrap(),
+            relayed: false,
+        };
+        let mut cache = KeyCache::default();
+        assert!(cache.stash(1, stashed(t0), 2, age));
+        assert!(cache.stash(2, stashed(t0), 2, age));
+        assert!(!cache.stash(3, stashed(t0), 2, age), "full");
+        assert!(
+            cache.stash(1, stashed(t0), 2, age),
+            "a node replaces its own frame"
+        );
+        assert!(
+            cache.stash(3, stashed(t0 + age), 2, age),
+            "old frames expired"
+        );
+        assert_eq!(cache.stashed(), 1);
+        assert!(cache.is_stashed(3) && !cache.is_stashed(1));
     }
 
     #[test]

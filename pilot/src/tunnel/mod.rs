@@ -14,10 +14,13 @@
 //! - [`pending`]: packets waiting for a key.
 //! - [`keycache`]: registry keys, outstanding lookups, `PILA`s waiting for a key.
 //! - [`transmit`]: outgoing datagrams and their reusable buffers.
-//! - `engine`: the [`Tunnel`] itself.
+//! - [`event`]: what the tunnel tells the daemon: events, received packets, errors.
+//! - `engine`: the [`Tunnel`] itself (state, inputs, sending, timers; receiving in
+//!   `engine/receive.rs`).
 
 pub mod config;
 mod engine;
+pub mod event;
 pub mod keycache;
 pub mod path;
 pub mod peer;
@@ -25,7 +28,8 @@ pub mod pending;
 pub mod transmit;
 
 pub use config::{Limits, Timing, TunnelConfig};
-pub use engine::{AddPeerError, Received, SendError, Tunnel, TunnelEvent};
+pub use engine::Tunnel;
+pub use event::{AddPeerError, Received, SendError, TunnelEvent};
 pub use path::{PeerPath, PeerRoute};
 pub use transmit::Transmit;
 

@@ -137,15 +137,23 @@ impl PeerPath {
         self.probe.is_some()
     }
 
-    /// Remembers `addr` as a way to reach the peer, forgetting the oldest beyond `limit`.
+    /// Remembers `addr` as a way to reach the peer, forgetting the oldest beyond `limit` but
+    /// never the first (the registry's address), so a flood of addresses cannot push it out.
     pub fn add_candidate(&mut self, addr: SocketAddr, limit: usize) {
         if self.candidates.contains(&addr) || limit == 0 {
             return;
         }
         if self.candidates.len() >= limit {
-            self.candidates.remove(0);
+            let oldest = usize::from(limit > 1);
+            self.candidates.remove(oldest);
         }
         self.candidates.push(addr);
+    }
+
+    /// Makes `addr` the first candidate (where sends go while probing).
+    fn add_candidate_front(&mut self, addr: SocketAddr) {
+        self.candidates.retain(|&c| c != addr);
+        self.candidates.insert(0, addr);
     }
 
     /// Starts a punch attempt at the next timeout, unless the path is direct.
@@ -158,6 +166,9 @@ impl PeerPath {
     /// An authenticated frame from the peer. `from` is its source if it came directly, `None`
     /// if relayed. `confirms` says whether it may move the direct path to `from` (it is fresh,
     /// or came from an address we probe). `relay` says whether a relay exists.
+    ///
+    /// Returns whether this established or re-established the direct path (it changed, or a
+    /// search for one ended): the peer may not know our side of it yet.
     pub fn on_authenticated(
         &mut self,
         now: Instant,
@@ -166,7 +177,9 @@ impl PeerPath {
         relay: bool,
         timing: &Timing,
         limit: usize,
-    ) {
+    ) -> bool {
+        let searching = self.probe.is_some();
+        let before = self.route;
         self.last_rx = Some(now);
         self.last_activity = Some(now);
         self.unanswered_since = None;
@@ -179,6 +192,7 @@ impl PeerPath {
                 self.probe = None;
                 self.punch_at = None;
                 self.punch_backoff = timing.punch_retry;
+                return searching || before != self.route;
             }
             Some(_) => {}
             None => {
@@ -192,10 +206,20 @@ impl PeerPath {
                 }
             }
         }
+        false
     }
 
     /// We sent data (not a probe or keepalive) to the peer.
-    pub fn on_data_sent(&mut self, now: Instant) {
+    pub fn on_data_sent(&mut self, now: Instant, timing: &Timing) {
+        let idle = self
+            .last_activity
+            .is_none_or(|t| now.saturating_duration_since(t) >= timing.active_window);
+        if idle && matches!(self.route, PeerRoute::Direct(_)) && self.probe.is_none() {
+            // Keepalives stopped a while ago, so the NAT mappings along the path have likely
+            // expired: punch again now. If nothing confirms the path within the window, it
+            // falls back (see `handle_timeout`) instead of waiting for `dead_after`.
+            self.punch_at = Some(now);
+        }
         self.last_activity = Some(now);
         self.expect_answer(now);
     }
@@ -284,6 +308,16 @@ impl PeerPath {
         if let Some(probe) = self.probe.as_mut() {
             if now >= probe.until {
                 self.probe = None;
+                // A confirming frame ends the window early, so a path still `Direct` here was
+                // being revalidated and nothing confirmed it: it is stale.
+                if let PeerRoute::Direct(addr) = self.route {
+                    self.route = if relay {
+                        PeerRoute::Relay
+                    } else {
+                        PeerRoute::Probing
+                    };
+                    self.add_candidate_front(addr);
+                }
                 if !matches!(self.route, PeerRoute::Direct(_)) {
                     if relay {
                         self.route = PeerRoute::Relay;
@@ -415,7 +449,7 @@ mod tests {
         let t0 = Instant::now();
         let timing = Timing::default();
         let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
-        path.on_data_sent(t0);
+        path.on_data_sent(t0, &timing);
         let seen = run(&mut path, t0, t0 + Duration::from_secs(46), true);
         let rekeys: Vec<_> = seen
             .iter()
@@ -434,6 +468,23 @@ mod tests {
         for port in 2..20 {
             path.add_candidate(addr(port), 4);
         }
-        assert_eq!(path.candidates(), [addr(16), addr(17), addr(18), addr(19)]);
+        assert_eq!(path.candidates(), [addr(1), addr(17), addr(18), addr(19)]);
     }
+}
+
+#[test]
+fn the_first_send_after_idling_revalidates_the_direct_path() {
+    let t0 = Instant::now();
+    let timing = Timing::default();
+    let mut path = PeerPath::inbound(t0, Some(SocketAddr::from(([192, 0, 2, 1], 1))), &timing);
+    let later = t0 + Duration::from_secs(300);
+    path.handle_timeout(later, true, &timing, &mut Vec::new());
+    path.on_data_sent(later, &timing);
+    let mut out = Vec::new();
+    path.handle_timeout(later, true, &timing, &mut out);
+    assert!(out.contains(&PathAction::PunchRequest));
+    assert!(path.is_probing());
+    let end = later + timing.probe_window;
+    path.handle_timeout(end, true, &timing, &mut Vec::new());
+    assert_eq!(path.route(), PeerRoute::Relay, "nothing confirmed it");
 }

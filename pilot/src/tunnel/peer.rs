@@ -16,6 +16,9 @@ pub struct Peer {
     pub pending: PendingQueue,
     /// When we last sent a key exchange outside probe rounds (rate limit, Q21).
     last_key_exchange: Option<Instant>,
+    /// Whether the peer proved it holds the agreed key (we opened a `PILS` from it since the
+    /// key was agreed). Until then its key exchanges are answered: our reply may have been lost.
+    pub key_proven: bool,
 }
 
 impl Peer {
@@ -26,6 +29,7 @@ impl Peer {
             path,
             pending: PendingQueue::default(),
             last_key_exchange: None,
+            key_proven: false,
         }
     }
 
