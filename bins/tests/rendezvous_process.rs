@@ -120,7 +120,11 @@ async fn survives_sigkill_with_nothing_acknowledged_lost() {
 
     // SIGTERM is a graceful stop: sessions closed, state flushed, exit status 0.
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     assert!(server.child.wait().unwrap().success());
 }
 
