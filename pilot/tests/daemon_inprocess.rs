@@ -127,3 +127,24 @@ async fn restart_keeps_node_id_and_trust() {
         b"again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_standby_registry() {
+    let primary = Rendezvous::start().await;
+    let standby = Rendezvous::start().await;
+    let mut config = primary.config();
+    config.standby_registry = Some(standby.registry.local_addr());
+    config.keepalive = std::time::Duration::from_millis(100);
+    let daemon = primary.daemon_with(21, config, MemStorage::new()).await;
+    let Rendezvous { registry, .. } = primary;
+    registry.shutdown().await;
+    // Heartbeats fail, the link moves to the standby, and the daemon registers there.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        standby.registry.wait_until(|r| !r.data().nodes.is_empty()),
+    )
+    .await
+    .expect("the daemon never registered with the standby");
+    let info = daemon.handle.info().await.unwrap();
+    assert!(info["node_id"].as_u64().is_some());
+}
