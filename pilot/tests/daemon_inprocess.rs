@@ -148,3 +148,43 @@ async fn fails_over_to_the_standby_registry() {
     let info = daemon.handle.info().await.unwrap();
     assert!(info["node_id"].as_u64().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_clears_the_request_on_both_sides() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(31).await;
+    let b = rv.daemon(32).await;
+    let (an, bn) = (a.handle.node_id(), b.handle.node_id());
+    let mut a_changes = a.handle.trust_changes();
+    a.handle
+        .handshake(HandshakeCommand::Send {
+            node: bn,
+            justification: "please".into(),
+        })
+        .await
+        .unwrap();
+    a_changes.borrow_and_update();
+    wait_trust(&b.handle, |p, _| lists(p, "pending", an)).await;
+    b.handle
+        .handshake(HandshakeCommand::Reject {
+            node: an,
+            reason: "no".into(),
+        })
+        .await
+        .unwrap();
+    let pending = b.handle.handshake(HandshakeCommand::Pending).await.unwrap();
+    assert!(!lists(&pending, "pending", an));
+    // A hears the rejection (its outgoing request is cleared and persisted).
+    within(a_changes.changed()).await.unwrap();
+    let trusted = a.handle.handshake(HandshakeCommand::Trusted).await.unwrap();
+    assert!(!lists(&trusted, "trusted", bn));
+    // An approval that was never asked for changes nothing.
+    let approved = b
+        .handle
+        .handshake(HandshakeCommand::Approve { node: an })
+        .await
+        .unwrap();
+    assert_eq!(approved["status"], "approved");
+    let trusted = b.handle.handshake(HandshakeCommand::Trusted).await.unwrap();
+    assert!(!lists(&trusted, "trusted", an));
+}
