@@ -3,12 +3,13 @@
 //! Starts a registry and a beacon in this process, two `pilot-daemon` processes (encryption on)
 //! that trust each other, then measures with `pilotctl`:
 //!
-//! - throughput: `pilotctl bench` (writes to the peer's echo port and reads it all back), next
+//! - throughput: `pilotctl bench` (writes to the peer's echo port and reads it all back) and a
+//!   one-way SDK stream, next
 //!   to raw UDP on loopback with the same datagram size, measured in the same run;
 //! - latency: `pilotctl ping` (a dial plus an echo per probe), median and p90;
 //! - memory: resident size of the daemons with 1,000 idle connections open through them.
 //!
-//! Usage: `bench_daemon [--bench-mb 64] [--pings 50] [--conns 1000]`.
+//! Usage: `bench_daemon [--bench-mb 256] [--pings 50] [--conns 1000]`.
 
 use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
 use pilot::driver::Driver;
@@ -143,7 +144,7 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let bench_mb = arg("--bench-mb", 64);
+    let bench_mb = arg("--bench-mb", 256);
     let pings = arg("--pings", 50);
     let conns = arg("--conns", 1000);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -215,6 +216,38 @@ fn main() {
     println!(
         "baseline    raw UDP loopback, 4170-byte datagrams, one direction: {udp:.1} MiB/s; ratio {:.2}",
         median / udp
+    );
+
+    // One direction through the SDK: A writes, a reader on B takes everything.
+    let one_way = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let da = Driver::connect(&a.socket).await.unwrap();
+        let db = Driver::connect(&b.socket).await.unwrap();
+        let mut listener = db.listen(5001).await.unwrap();
+        let total = (bench_mb as usize) << 20;
+        let reader = tokio::spawn(async move {
+            let mut s = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0;
+            while got < total {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "stream ended early");
+                got += n;
+            }
+        });
+        let mut s = da.dial(Addr::backbone(b_id as u32), 5001).await.unwrap();
+        let chunk = vec![0x5au8; 1 << 20];
+        let start = Instant::now();
+        for _ in 0..bench_mb {
+            s.write_all(&chunk).await.unwrap();
+        }
+        reader.await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        bench_mb as f64 / secs
+    });
+    println!(
+        "one way     SDK stream A -> B, {bench_mb} MiB: {one_way:.1} MiB/s; ratio to raw UDP {:.2}",
+        one_way / udp
     );
 
     let ping = ctl(
