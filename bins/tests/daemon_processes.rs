@@ -334,3 +334,49 @@ fn pilotctl_daemon_start_status_stop() {
     assert_ne!(stopped["data"]["forced"], true, "{stopped}");
     assert!(!socket.exists());
 }
+
+#[test]
+fn bad_flags_and_config_are_clear_errors() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pilot-daemon"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
+
+    let out = run(&["-config", "/nonexistent/pilot.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        r#"{"registry_tls": true, "registry": "127.0.0.1:9"}"#,
+    )
+    .unwrap();
+    let out = run(&["-config", config.to_str().unwrap(), "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-registry-tls needs -registry-fingerprint")
+    );
+
+    let out = run(&["-registry", "not an address", "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-registry"));
+
+    let out = run(&[
+        "-keepalive",
+        "soon",
+        "-registry",
+        "127.0.0.1:9",
+        "-identity",
+        "",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-keepalive"));
+}

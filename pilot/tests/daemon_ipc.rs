@@ -212,3 +212,28 @@ async fn socket_file_safety() {
     let again = ipc::bind(&path).await;
     assert!(again.is_ok(), "{:?}", again.err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_from_clients_never_hurt_the_daemon() {
+    use rand_core::Rng as _;
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, _b, path) = serve(&rv, dir.path()).await;
+    let mut rng = pilot::net::seeded_rng(77);
+    for round in 0..60 {
+        let mut raw = Raw::connect(&path).await;
+        let len = (rng.next_u32() % 300) as usize;
+        let mut bytes = vec![0u8; len];
+        rng.fill_bytes(&mut bytes);
+        if round % 2 == 0 && len > 5 {
+            // A plausible frame with a random code and payload.
+            let body = (len - 4) as u32;
+            bytes[..4].copy_from_slice(&body.to_be_bytes());
+        }
+        raw.send_bytes(&bytes).await;
+        drop(raw);
+    }
+    let mut check = Raw::connect(&path).await;
+    check.command(&Command::Info).await;
+    assert!(matches!(check.next().await, Some(Event::Json { .. })));
+}
