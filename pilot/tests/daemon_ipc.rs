@@ -237,3 +237,60 @@ async fn random_bytes_from_clients_never_hurt_the_daemon() {
     check.command(&Command::Info).await;
     assert!(matches!(check.next().await, Some(Event::Json { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_stalls_only_itself() {
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, path) = serve(&rv, dir.path()).await;
+    make_trust(&a.handle, &b.handle).await;
+
+    // A reference client pumps 8 MiB into the echo and never reads its socket.
+    let mut sleeper = Raw::connect(&path).await;
+    sleeper
+        .command(&Command::Dial {
+            addr: b.handle.address(),
+            port: 7,
+        })
+        .await;
+    let conn = match sleeper.next().await.unwrap() {
+        Event::DialOk { conn } => conn,
+        other => panic!("{other:?}"),
+    };
+    let chunk = vec![1u8; 512 << 10];
+    let pump = tokio::spawn(async move {
+        for _ in 0..16 {
+            let mut out = Vec::new();
+            Command::Send {
+                conn,
+                data: chunk.clone(),
+            }
+            .encode_framed(&mut out)
+            .unwrap();
+            // Blocks once the daemon stops reading this client: that is the point.
+            if sleeper.stream.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+        sleeper
+    });
+
+    // Meanwhile another client moves data through the same daemon.
+    let driver = Driver::connect(&path).await.unwrap();
+    let mut stream = within(driver.dial(b.handle.address(), 7)).await.unwrap();
+    let data = vec![9u8; 2 << 20];
+    let (mut rd, mut wr) = tokio::io::split(&mut stream);
+    within(async {
+        let w = async { wr.write_all(&data).await.unwrap() };
+        let r = async {
+            let mut got = vec![0u8; data.len()];
+            rd.read_exact(&mut got).await.unwrap();
+            assert!(got == data);
+        };
+        tokio::join!(w, r);
+    })
+    .await;
+    let info = within(driver.info()).await.unwrap();
+    assert_eq!(info.node_id, a.handle.node_id());
+    pump.abort();
+}
