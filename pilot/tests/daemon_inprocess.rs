@@ -188,3 +188,33 @@ async fn reject_clears_the_request_on_both_sides() {
     let trusted = b.handle.handshake(HandshakeCommand::Trusted).await.unwrap();
     assert!(!lists(&trusted, "trusted", an));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_fin_to_peers() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(41).await;
+    let b = rv.daemon(42).await;
+    make_trust(&a.handle, &b.handle).await;
+    let mut server = b.handle.session(ClientOptions::default()).await.unwrap();
+    server.listen(6000).await.unwrap();
+    let client = a.handle.session(ClientOptions::default()).await.unwrap();
+    let conn = within(client.dial(b.handle.address(), 6000)).await.unwrap();
+    client.send(conn, b"last words".to_vec());
+    let accepted = loop {
+        if let ClientEvent::Accept { conn, .. } = within(server.next_event()).await.unwrap() {
+            break conn;
+        }
+    };
+    a.handle.shutdown().await;
+    // B gets the data, then the end of the stream: a FIN, not a silent timeout.
+    let mut got = Vec::new();
+    loop {
+        match within(server.next_event()).await.unwrap() {
+            ClientEvent::Recv { conn, data } if conn == accepted => got.extend_from_slice(&data),
+            ClientEvent::Closed { conn } if conn == accepted => break,
+            _ => {}
+        }
+    }
+    assert_eq!(got, b"last words");
+    within(a.task).await.unwrap();
+}
