@@ -1,0 +1,382 @@
+//! Real processes on loopback: a registry and a beacon (in this test process, over real
+//! sockets), two `pilot-daemon` processes, and `pilotctl` driving them through handshake,
+//! approve, ping, bench, send/recv, connect and untrust.
+//!
+//! Nothing sleeps: each step waits for the line a process prints when the awaited thing
+//! happened (the daemons' logs, `pilotctl recv`'s "listening" note), with a timeout only as a
+//! failure guard.
+
+use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
+use pilot::net::{MemStorage, Network, SystemClock, TokioNet};
+use pilot::registry::ratelimit::{Rate, Rates};
+use pilot::registry::server::{serve, ServerConfig};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// A child process whose stderr lines arrive on a channel; killed when dropped.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx2.send(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an output line containing every one of `needles`.
+    fn wait_for(&mut self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needles:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Node {
+    proc: Proc,
+    socket: PathBuf,
+    home: PathBuf,
+}
+
+fn daemon(dir: &Path, name: &str, registry: SocketAddr, beacon: SocketAddr) -> Node {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let socket = home.join("pilot.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pilot-daemon"));
+    cmd.env("HOME", &home)
+        .env_remove("PILOT_SOCKET")
+        .env_remove("RUST_LOG")
+        .arg(format!("-registry={registry}"))
+        .arg(format!("-beacon={beacon}"))
+        .arg("-listen=127.0.0.1:0")
+        .arg(format!("-socket={}", socket.display()))
+        .arg(format!(
+            "-identity={}",
+            home.join("identity.json").display()
+        ))
+        .arg("-log-level=info");
+    let mut proc = Proc::spawn(cmd);
+    proc.wait_for(&["daemon running"]);
+    Node { proc, socket, home }
+}
+
+fn pilotctl(node: &Node) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pilotctl"));
+    cmd.env("HOME", &node.home)
+        .env("PILOT_SOCKET", &node.socket)
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `pilotctl --json <args>` and returns `data`; panics with the output on failure.
+fn ctl(node: &Node, args: &[&str]) -> Value {
+    let out = pilotctl(node)
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pilotctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data"].clone()
+}
+
+fn ctl_fails(node: &Node, args: &[&str]) -> String {
+    let out = pilotctl(node).arg("--json").args(args).output().unwrap();
+    assert!(!out.status.success(), "pilotctl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+type Servers = (
+    pilot::registry::server::ServerHandle<SystemClock>,
+    SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+);
+
+fn rendezvous(runtime: &tokio::runtime::Runtime) -> Servers {
+    runtime.block_on(async {
+        let listener = TokioNet
+            .bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let config = ServerConfig {
+            registry: pilot::registry::Config {
+                rates: Rates {
+                    new_registration: Rate::per_secs(1000, 1),
+                    ..Rates::default()
+                },
+                ..pilot::registry::Config::default()
+            },
+            ..ServerConfig::default()
+        };
+        let registry = serve(TokioNet, listener, MemStorage::new(), SystemClock, config)
+            .await
+            .unwrap();
+        let beacon =
+            BeaconServer::bind(TokioNet, BeaconConfig::new("127.0.0.1:0".parse().unwrap()))
+                .await
+                .unwrap();
+        let addr = beacon.local_addr();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(beacon.run(stopped));
+        (registry, addr, stop)
+    })
+}
+
+#[test]
+fn two_daemons_driven_by_pilotctl() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, beacon, _stop) = rendezvous(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = daemon(dir.path(), "a", registry.local_addr(), beacon);
+    let mut b = daemon(dir.path(), "b", registry.local_addr(), beacon);
+
+    // The socket is private to its user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&a.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
+    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
+
+    // Before trust: B (private) cannot even be resolved, and nothing answers.
+    ctl_fails(&a, &["ping", &b_id, "--count", "1", "--timeout", "5s"]);
+
+    // A asks; B sees it pending (relayed through the registry: B is private) and approves.
+    let sent = ctl(&a, &["handshake", &b_id, "let me in"]);
+    assert_eq!(sent["status"], "sent");
+    b.proc.wait_for(&["Pending", &format!("peer: {a_id}")]);
+    let pending = ctl(&b, &["pending"]);
+    assert!(pending["pending"].to_string().contains(&a_id), "{pending}");
+    ctl(&b, &["approve", &a_id]);
+    a.proc.wait_for(&["Approved", &format!("peer: {b_id}")]);
+    assert!(ctl(&a, &["trust"])["trusted"].to_string().contains(&b_id));
+    assert!(ctl(&b, &["trust"])["trusted"].to_string().contains(&a_id));
+
+    let ping = ctl(&a, &["ping", &b_id, "--count", "3", "--interval", "0"]);
+    assert_eq!(ping["received"], 3, "{ping}");
+
+    let bench = ctl(&a, &["bench", &b_id, "4"]);
+    assert_eq!(bench["recv_bytes"], bench["sent_bytes"], "{bench}");
+
+    let echoed = ctl(&a, &["connect", &b_id, "7", "--message", "over the tunnel"]);
+    assert_eq!(echoed["response"], "over the tunnel");
+
+    // send/recv: B listens (its note says when), A sends.
+    let mut recv = pilotctl(&b);
+    recv.args(["recv", "5000", "--count", "1", "--timeout", "20s"]);
+    let mut receiver = Proc::spawn(recv);
+    receiver.wait_for(&["listening on port 5000"]);
+    let sent = ctl(&a, &["send", &b_id, "5000", "--data", "hello b"]);
+    assert_eq!(sent["sent"], "hello b");
+    receiver.wait_for(&["hello b"]);
+
+    let peers = ctl(&a, &["peers"]);
+    assert!(peers.to_string().contains(&b_id), "{peers}");
+    ctl(&a, &["connections"]);
+
+    // B withdraws trust: A's ping is refused from then on.
+    ctl(&b, &["untrust", &a_id]);
+    a.proc
+        .wait_for(&["RevokedByPeer", &format!("peer: {b_id}")]);
+    ctl_fails(&a, &["ping", &b_id, "--count", "1", "--timeout", "5s"]);
+
+    // Graceful stop: SIGTERM, the socket goes away, the exit status is 0.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(b.proc.child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    b.proc.wait_for(&["daemon stopped"]);
+    let status = b.proc.child.wait().unwrap();
+    assert!(status.success());
+    assert!(!b.socket.exists());
+}
+
+/// Kills whatever the PID file names when the test ends, so a failure leaks no process.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[test]
+fn pilotctl_daemon_start_status_stop() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, beacon, _stop) = rendezvous(&runtime);
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("d.sock");
+    let _guard = KillOnDrop(home.path().join(".pilot").join("pilot.pid"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pilotctl"))
+            .env("HOME", home.path())
+            .env("PILOT_DAEMON_BIN", env!("CARGO_BIN_EXE_pilot-daemon"))
+            .env("PILOT_SOCKET", &socket)
+            .env_remove("RUST_LOG")
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let registry = registry.local_addr().to_string();
+    let beacon = beacon.to_string();
+    let start = [
+        "daemon",
+        "start",
+        "--registry",
+        &registry,
+        "--beacon",
+        &beacon,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let out = run(&start);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        started["data"]["node_id"].as_u64().unwrap() > 0,
+        "{started}"
+    );
+    // The identity went where pilotctl asked, private to the user.
+    let identity = home.path().join(".pilot").join("identity.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = run(&["daemon", "status"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["data"]["responsive"], true, "{status}");
+    assert_eq!(status["data"]["node_id"], started["data"]["node_id"]);
+
+    let again = run(&start);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already_exists"));
+
+    let out = run(&["daemon", "stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(stopped["data"]["forced"], true, "{stopped}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn bad_flags_and_config_are_clear_errors() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pilot-daemon"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
+
+    let out = run(&["-config", "/nonexistent/pilot.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        r#"{"registry_tls": true, "registry": "127.0.0.1:9"}"#,
+    )
+    .unwrap();
+    let out = run(&["-config", config.to_str().unwrap(), "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-registry-tls needs -registry-fingerprint")
+    );
+
+    let out = run(&["-registry", "not an address", "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-registry"));
+
+    let out = run(&[
+        "-keepalive",
+        "soon",
+        "-registry",
+        "127.0.0.1:9",
+        "-identity",
+        "",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-keepalive"));
+}
