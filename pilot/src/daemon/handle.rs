@@ -159,8 +159,10 @@ impl DaemonHandle {
             .await
             .ok_or(STOPPED)?;
         Ok(Session {
-            id,
-            tx: self.tx.clone(),
+            requests: SessionRequests {
+                id,
+                tx: self.tx.clone(),
+            },
             events,
         })
     }
@@ -196,14 +198,49 @@ impl DaemonHandle {
 
 /// One client of the daemon: ports it bound, connections it owns, and their events. Dropping
 /// it closes everything it owns.
+///
+/// A session is its [`SessionRequests`] (which it dereferences to, so `session.listen(..)`
+/// works) plus the stream of its events, which only the session can read.
 #[derive(Debug)]
 pub struct Session {
-    id: ClientId,
-    tx: mpsc::UnboundedSender<Request>,
+    requests: SessionRequests,
     events: mpsc::UnboundedReceiver<ClientEvent>,
 }
 
+impl std::ops::Deref for Session {
+    type Target = SessionRequests;
+
+    fn deref(&self) -> &SessionRequests {
+        &self.requests
+    }
+}
+
 impl Session {
+    /// A handle for requests on behalf of this session, to move into other tasks.
+    pub fn requests(&self) -> SessionRequests {
+        self.requests.clone()
+    }
+
+    /// The next event; `None` once the daemon stopped.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next_event(&mut self) -> Option<ClientEvent> {
+        self.events.try_recv().ok()
+    }
+}
+
+/// Requests on behalf of a session that can be moved into other tasks (the session itself
+/// stays with whoever reads its events).
+#[derive(Clone, Debug)]
+pub struct SessionRequests {
+    id: ClientId,
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl SessionRequests {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).ok()?;
@@ -262,14 +299,6 @@ impl Session {
         });
     }
 
-    /// A handle to the daemon this session belongs to.
-    pub fn requests(&self) -> SessionRequests {
-        SessionRequests {
-            id: self.id,
-            tx: self.tx.clone(),
-        }
-    }
-
     /// Queues `data` on `conn`; [`ClientEvent::SendCredit`] reports when it entered the stream.
     pub fn send(&self, conn: u32, data: Vec<u8>) {
         let _ = self.tx.send(Request::Send {
@@ -309,74 +338,13 @@ impl Session {
         .await
         .unwrap_or_else(|| Err(STOPPED.into()))
     }
-
-    /// The next event; `None` once the daemon stopped.
-    pub async fn next_event(&mut self) -> Option<ClientEvent> {
-        self.events.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_next_event(&mut self) -> Option<ClientEvent> {
-        self.events.try_recv().ok()
-    }
-}
-
-/// Requests on behalf of a session that can be moved into other tasks (the session itself
-/// stays with whoever reads its events).
-#[derive(Clone, Debug)]
-pub struct SessionRequests {
-    id: ClientId,
-    tx: mpsc::UnboundedSender<Request>,
-}
-
-impl SessionRequests {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).ok()?;
-        rx.await.ok()
-    }
-
-    /// Listens on `port`.
-    pub async fn listen(&self, port: u16) -> Result<(), String> {
-        let client = self.id;
-        self.ask(|reply| Request::Bind {
-            client,
-            port,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(STOPPED.into()))
-    }
-
-    /// Stops listening on `port`.
-    pub async fn unbind(&self, port: u16) -> Result<(), String> {
-        let client = self.id;
-        self.ask(|reply| Request::Unbind {
-            client,
-            port,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(STOPPED.into()))
-    }
-
-    /// Sends a datagram.
-    pub async fn send_to(&self, addr: Addr, port: u16, data: Vec<u8>) -> Result<(), String> {
-        let client = self.id;
-        self.ask(|reply| Request::SendTo {
-            client,
-            addr,
-            port,
-            data,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(STOPPED.into()))
-    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.tx.send(Request::CloseClient(self.id));
+        let _ = self
+            .requests
+            .tx
+            .send(Request::CloseClient(self.requests.id));
     }
 }
