@@ -89,6 +89,29 @@ pub enum HandshakeEvent {
     Response(RelayedResponse),
 }
 
+/// A `register` request; `owner` and `hostname` only when given.
+fn register_request(public_key: &str, listen_addr: &str, owner: &str, hostname: &str) -> Value {
+    let mut req = json!({"type":"register","public_key":public_key,"listen_addr":listen_addr});
+    if !owner.is_empty() {
+        req["owner"] = json!(owner);
+    }
+    if !hostname.is_empty() {
+        req["hostname"] = json!(hostname);
+    }
+    req
+}
+
+/// Reads a `register_ok` reply.
+fn registration(r: &Object) -> Result<Registration, ClientError> {
+    let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Registration {
+        node_id: u32_field(r, "node_id")?,
+        address: text("address").ok_or(ClientError::Malformed("address"))?,
+        hostname: text("hostname"),
+        hostname_error: text("hostname_error"),
+    })
+}
+
 fn u32_field(o: &Object, key: &'static str) -> Result<u32, ClientError> {
     o.get(key)
         .and_then(Value::as_u64)
@@ -240,21 +263,9 @@ impl<N: Network> Client<N> {
         owner: &str,
         hostname: &str,
     ) -> Result<Registration, ClientError> {
-        let mut req = json!({"type":"register","public_key":public_key,"listen_addr":listen_addr});
-        if !owner.is_empty() {
-            req["owner"] = json!(owner);
-        }
-        if !hostname.is_empty() {
-            req["hostname"] = json!(hostname);
-        }
+        let req = register_request(public_key, listen_addr, owner, hostname);
         let r = self.request(&Self::plain(req)).await?;
-        let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-        Ok(Registration {
-            node_id: u32_field(&r, "node_id")?,
-            address: text("address").ok_or(ClientError::Malformed("address"))?,
-            hostname: text("hostname"),
-            hostname_error: text("hostname_error"),
-        })
+        registration(&r)
     }
 
     /// Registers with proof of possession (our extension, see `docs/REGISTRY.md`): the signer
@@ -269,23 +280,11 @@ impl<N: Network> Client<N> {
         hostname: &str,
         now_unix_secs: u64,
     ) -> Result<Registration, ClientError> {
-        let mut req = json!({"type":"register","public_key":public_key,
-            "listen_addr":listen_addr,"timestamp":now_unix_secs});
-        if !owner.is_empty() {
-            req["owner"] = json!(owner);
-        }
-        if !hostname.is_empty() {
-            req["hostname"] = json!(hostname);
-        }
+        let mut req = register_request(public_key, listen_addr, owner, hostname);
+        req["timestamp"] = json!(now_unix_secs);
         let req = self.signed(req, &format!("register:{public_key}:{now_unix_secs}"));
         let r = self.request(&req).await?;
-        let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-        Ok(Registration {
-            node_id: u32_field(&r, "node_id")?,
-            address: text("address").ok_or(ClientError::Malformed("address"))?,
-            hostname: text("hostname"),
-            hostname_error: text("hostname_error"),
-        })
+        registration(&r)
     }
 
     /// Heartbeats; returns the registry's Unix time.
