@@ -226,3 +226,37 @@ fn fresh_store_on_a_missing_directory_persists() {
     let (_, again) = Store::open(storage, T0).unwrap();
     assert_eq!(again.data.nodes.len(), 1);
 }
+
+/// the owner index survives a restart, also for deregistered nodes.
+#[test]
+fn owner_bindings_survive_restart() {
+    let storage = MemStorage::new();
+    let reqs = [
+        json!({"type":"register","public_key":pk(1),"owner":"a@x"}),
+        json!({"type":"deregister","node_id":1,"signature":sig(1,"deregister:1")}),
+    ];
+    let (acked, _) = run(&storage, &reqs);
+    assert_eq!(acked.len(), 2);
+    let (mut store, loaded) = Store::open(storage.clone(), T0).unwrap();
+    assert_eq!(loaded.data.owner_idx.get("a@x"), Some(&1));
+    let mut reg = Registry::from_data(config(), loaded.data, T0);
+    // Someone else claiming the owner gets a new node without it.
+    let out = reg.handle_frame(
+        json!({"type":"register","public_key":pk(2),"owner":"a@x"})
+            .as_object()
+            .unwrap(),
+        &ctx(),
+    );
+    assert_eq!(out.reply["node_id"], 2);
+    store.commit(&out.changes).unwrap();
+    assert_eq!(reg.data().nodes[&2].owner, None);
+    // The key comes back to its ID, with its owner.
+    let out = reg.handle_frame(
+        json!({"type":"register","public_key":pk(1),"owner":"a@x"})
+            .as_object()
+            .unwrap(),
+        &ctx(),
+    );
+    assert_eq!(out.reply["node_id"], 1);
+    assert_eq!(reg.data().nodes[&1].owner.as_deref(), Some("a@x"));
+}

@@ -540,3 +540,73 @@ fn hostile_frames_get_error_replies() {
     }
     let _: &Object = &Object::new();
 }
+
+/// §13 E: the reference's initial replication snapshot loads, and ours re-emits every field it
+/// had with the same values (adding only our extensions).
+#[test]
+fn section_13_example_e_round_trips() {
+    use pilot::registry::persist::snapshot::Snapshot;
+    let e = json!({"next_node":10,"next_net":1,
+        "nodes":{"7":{"id":7,"owner":"alice@example.com","public_key":"mcFcuwjIH9lBJK8Mhgd+HrOmBDz1yAvPwGf5c2md6/Y=",
+        "real_addr":"203.0.113.5:4000","networks":[0],"last_seen":"2025-01-01T00:00:00Z",
+        "hostname":"alice-agent"}},
+        "networks":{"0":{"id":0,"name":"backbone","join_rule":"open","members":[7],
+        "created":"2025-01-01T00:00:00Z"}},"trust_pairs":["7:9"]});
+    let snap: Snapshot = serde_json::from_value(e.clone()).unwrap();
+    let data = snap.to_data(T0 + 5_000).unwrap();
+    let ours = serde_json::to_value(Snapshot::from_data(&data, 0)).unwrap();
+    fn contains(big: &Value, small: &Value, path: &str) {
+        match (big, small) {
+            (Value::Object(b), Value::Object(s)) => {
+                for (k, v) in s {
+                    let sub = b.get(k).unwrap_or_else(|| panic!("{path}.{k} missing"));
+                    contains(sub, v, &format!("{path}.{k}"));
+                }
+            }
+            _ => assert_eq!(big, small, "{path}"),
+        }
+    }
+    contains(&ours, &e, "snapshot");
+}
+
+/// Q-5 for our daemons: once a node registered with proof of possession, nobody can move its
+/// endpoint with an unsigned or replayed registration.
+#[test]
+fn quirk_proof_of_possession_locks_the_endpoint() {
+    let mut h = Harness::new();
+    let now = T0 / 1000;
+    let signed = |ts: u64, addr: &str| {
+        json!({"type":"register","public_key":pk(1),"listen_addr":addr,"owner":"a@x",
+            "timestamp":ts,"signature":sig(1,&format!("register:{}:{ts}", pk(1)))})
+    };
+    // A plain registration first (a Go daemon, or ours before upgrading): owner not adopted
+    // without proof, adopted with it.
+    let id = h.ok(json!({"type":"register","public_key":pk(1)}))["node_id"]
+        .as_u64()
+        .unwrap() as u32;
+    h.ok(signed(now, ":4000"));
+    assert_eq!(h.reg.data().nodes[&id].owner.as_deref(), Some("a@x"));
+    // The attacker knows the public key but not the private one.
+    h.peer = "198.51.100.66:1".parse().unwrap();
+    let e = h.err(json!({"type":"register","public_key":pk(1),"listen_addr":":4000"}));
+    assert!(e.contains("proof of possession"), "{e}");
+    let e = h.err(signed(now, ":4000"));
+    assert!(e.contains("replayed"), "{e}");
+    let forged = json!({"type":"register","public_key":pk(1),"timestamp":now + 1,
+        "signature":sig(2,&format!("register:{}:{}", pk(1), now + 1))});
+    assert!(h.err(forged).contains("invalid signature"));
+    assert!(h.err(signed(now + 301, ":4000")).contains("not within"));
+    assert_eq!(
+        h.reg.data().nodes[&id].real_addr,
+        Some("203.0.113.5:4000".parse().unwrap()),
+        "the endpoint did not move"
+    );
+    // The owner moves on with a fresh signature.
+    h.peer = "203.0.113.77:1".parse().unwrap();
+    h.now_ms += 10_000;
+    h.ok(signed(now + 10, ":4001"));
+    assert_eq!(
+        h.reg.data().nodes[&id].real_addr,
+        Some("203.0.113.77:4001".parse().unwrap())
+    );
+}

@@ -139,6 +139,16 @@ async fn restart_keeps_acknowledged_state() {
     let server = start(storage.clone(), config()).await;
     let (mut a, ida) = client(server.local_addr(), 1).await;
     a.set_tags(ida, &["#ai"]).await.unwrap();
+    let mut proven = Client::new(TokioNet, server.local_addr()).with_signer(signer(2));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let idb = proven
+        .register_signed(&pk(2), ":4000", "", "", now)
+        .await
+        .unwrap()
+        .node_id;
     server.shutdown().await;
 
     let server = start(storage, config()).await;
@@ -147,6 +157,11 @@ async fn restart_keeps_acknowledged_state() {
     let info = a.lookup(ida).await.unwrap();
     assert_eq!(info["tags"], serde_json::json!(["ai"]));
     a.heartbeat(ida).await.unwrap();
+    // The proof of possession survived the restart: an unsigned registration is refused.
+    let mut thief = Client::new(TokioNet, server.local_addr());
+    let err = thief.register(&pk(2), ":4000", "", "").await.unwrap_err();
+    assert!(err.to_string().contains("proof of possession"), "{err}");
+    assert!(a.lookup(idb).await.is_ok());
     server.shutdown().await;
 }
 
@@ -369,6 +384,169 @@ async fn tls_with_pinning_for_clients_and_replication() {
             .is_some_and(|n| n.hostname.as_deref() == Some("secure"))
     }))
     .await;
+    primary.shutdown().await;
+    standby.shutdown().await;
+}
+
+/// A Go standby subscribes without asking for change batches: it gets whole snapshots, with
+/// every field.
+#[tokio::test]
+async fn go_style_standby_receives_full_snapshots() {
+    use pilot::registry::frame::{encode, read_frame};
+    let server = start(MemStorage::new(), config()).await;
+    let mut link = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let mut hello = serde_json::Map::new();
+    hello.insert("type".into(), "subscribe_replication".into());
+    hello.insert("token".into(), "secret".into());
+    link.write_all(&encode(&hello)).await.unwrap();
+    let first = within(read_frame(&mut link, 1 << 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["type"], "replication_snapshot");
+    assert_eq!(first["snapshot"]["next_node"], 1);
+    let (mut a, id) = client(server.local_addr(), 1).await;
+    a.set_tags(id, &["x"]).await.unwrap();
+    loop {
+        let next = within(read_frame(&mut link, 1 << 30))
+            .await
+            .unwrap()
+            .unwrap();
+        if next["type"] == "replication_snapshot"
+            && next["snapshot"]["nodes"][id.to_string()]["tags"] == serde_json::json!(["x"])
+        {
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+/// shutting down closes open sessions; nothing is accepted after the final flush.
+#[tokio::test]
+async fn shutdown_closes_sessions() {
+    let server = start(MemStorage::new(), config()).await;
+    let mut raw = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let (_, _) = client(server.local_addr(), 1).await;
+    server.shutdown().await;
+    let mut buf = [0u8; 1];
+    assert_eq!(within(raw.read(&mut buf)).await.unwrap_or(0), 0);
+}
+
+/// the primary keeps a quiet standby: five minutes of heartbeats, no disconnect.
+#[tokio::test(start_paused = true)]
+async fn replication_link_does_not_churn() {
+    use pilot::registry::frame::{encode, read_frame};
+    let server = start(MemStorage::new(), config()).await;
+    let mut link = TokioNet.connect_tcp(server.local_addr()).await.unwrap();
+    let mut hello = serde_json::Map::new();
+    hello.insert("type".into(), "subscribe_replication".into());
+    hello.insert("token".into(), "secret".into());
+    hello.insert("changes".into(), true.into());
+    link.write_all(&encode(&hello)).await.unwrap();
+    let start_time = tokio::time::Instant::now();
+    let mut heartbeats = 0;
+    while heartbeats < 20 {
+        let frame = read_frame(&mut link, 1 << 30)
+            .await
+            .unwrap()
+            .expect("the primary closed a quiet standby's link");
+        heartbeats += usize::from(frame["type"] == "heartbeat");
+    }
+    assert!(start_time.elapsed() >= Duration::from_secs(300));
+    server.shutdown().await;
+}
+
+/// a snapshot larger than 1 MiB replicates.
+#[tokio::test]
+async fn snapshots_beyond_one_mebibyte_replicate() {
+    use pilot::registry::model::{Change, Node, StoredNode};
+    use pilot::registry::persist::snapshot::Snapshot;
+    use pilot::registry::Data;
+    let mut data = Data::new(1_735_689_600_000);
+    let nodes = 6_000u32;
+    for id in 1..=nodes {
+        let mut key = [9u8; 32];
+        key[..4].copy_from_slice(&id.to_be_bytes());
+        let mut node = Node::fresh(key, None, 1_735_689_600_000);
+        node.hostname = Some(format!("host-{id}").into());
+        node.real_addr = Some("203.0.113.9:4000".parse().unwrap());
+        data.apply(&Change::Node(StoredNode::from_node(id, &node)));
+        data.apply(&Change::Key {
+            key: STANDARD.encode(key),
+            id: Some(id),
+        });
+    }
+    data.next_node = nodes + 1;
+    let bytes = Snapshot::from_data(&data, 0).to_bytes();
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    let storage = MemStorage::new();
+    storage
+        .replace(pilot::registry::persist::SNAPSHOT, &bytes)
+        .unwrap();
+    let primary = start(storage, config()).await;
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let standby = serve_standby(
+        TokioNet,
+        listener,
+        MemStorage::new(),
+        SystemClock,
+        config(),
+        primary.local_addr(),
+    )
+    .await
+    .unwrap();
+    within(standby.wait_until(|r| r.data().nodes.len() == nodes as usize)).await;
+    primary.shutdown().await;
+    standby.shutdown().await;
+}
+
+/// A standby that subscribes while writes are in flight ends up with exactly the primary's
+/// relay queues: no batch is applied twice or missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_during_writes_neither_loses_nor_duplicates() {
+    let primary = start(MemStorage::new(), config()).await;
+    let addr = primary.local_addr();
+    let (_, target) = client(addr, 100).await;
+    let mut writers = Vec::new();
+    for n in 1..=8u8 {
+        let (mut c, id) = client(addr, n).await;
+        let mut t = Client::new(TokioNet, addr).with_signer(signer(100));
+        writers.push(tokio::spawn(async move {
+            for round in 0..30 {
+                c.request_handshake(id, target, &format!("round {round}"))
+                    .await
+                    .unwrap();
+                if round % 3 == 0 {
+                    t.poll_handshakes(target).await.unwrap();
+                } else {
+                    // Answer (reject) this writer's request so it may ask again.
+                    t.respond_handshake(target, id, false).await.unwrap();
+                }
+            }
+        }));
+    }
+    let listener = TokioNet
+        .bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let standby = serve_standby(
+        TokioNet,
+        listener,
+        MemStorage::new(),
+        SystemClock,
+        config(),
+        addr,
+    )
+    .await
+    .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (inbox, asks) = primary.with_registry(|r| (r.data().inbox.clone(), r.data().asks.clone()));
+    within(standby.wait_until(|r| r.data().inbox == inbox && r.data().asks == asks)).await;
     primary.shutdown().await;
     standby.shutdown().await;
 }

@@ -257,6 +257,37 @@ impl<N: Network> Client<N> {
         })
     }
 
+    /// Registers with proof of possession (our extension, see `docs/REGISTRY.md`): the signer
+    /// (which must hold `public_key`'s private key) signs `register:<public_key>:<now>`. Once a
+    /// node registered this way, the registry refuses unsigned or replayed registrations for
+    /// it, so nobody else can move its endpoint.
+    pub async fn register_signed(
+        &mut self,
+        public_key: &str,
+        listen_addr: &str,
+        owner: &str,
+        hostname: &str,
+        now_unix_secs: u64,
+    ) -> Result<Registration, ClientError> {
+        let mut req = json!({"type":"register","public_key":public_key,
+            "listen_addr":listen_addr,"timestamp":now_unix_secs});
+        if !owner.is_empty() {
+            req["owner"] = json!(owner);
+        }
+        if !hostname.is_empty() {
+            req["hostname"] = json!(hostname);
+        }
+        let req = self.signed(req, &format!("register:{public_key}:{now_unix_secs}"));
+        let r = self.request(req).await?;
+        let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+        Ok(Registration {
+            node_id: u32_field(&r, "node_id")?,
+            address: text("address").ok_or(ClientError::Malformed("address"))?,
+            hostname: text("hostname"),
+            hostname_error: text("hostname_error"),
+        })
+    }
+
     /// Heartbeats; returns the registry's Unix time.
     pub async fn heartbeat(&mut self, node_id: u32) -> Result<u64, ClientError> {
         let req = self.signed(

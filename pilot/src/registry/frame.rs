@@ -127,14 +127,17 @@ pub async fn read_raw<R: AsyncRead + Unpin>(
     if len > limit {
         return Err(FrameError::TooLarge(len as u64));
     }
-    let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
+    // Grow the buffer as bytes arrive: a peer that announces 1 MiB and sends nothing holds
+    // no memory for it.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
         .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e.to_string()),
-        })?;
+        .map_err(|e| FrameError::Io(e.to_string()))?;
+    if body.len() < len {
+        return Err(FrameError::Truncated);
+    }
     Ok(Some(body))
 }
 
@@ -218,6 +221,12 @@ mod tests {
         let mut cut = &bytes[..bytes.len() - 1];
         assert_eq!(
             read_frame(&mut cut, MAX_FRAME).await,
+            Err(FrameError::Truncated)
+        );
+        // A large announced length with little behind it: truncated, not a 1 MiB buffer.
+        let short = [&(MAX_FRAME as u32).to_be_bytes()[..], b"{}"].concat();
+        assert_eq!(
+            read_frame(&mut &short[..], MAX_FRAME).await,
             Err(FrameError::Truncated)
         );
         let mut cut_prefix = &bytes[..2];

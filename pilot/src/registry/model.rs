@@ -34,6 +34,9 @@ pub struct Node {
     /// Reaped for staleness: hidden from every request, but its attributes and hostname wait
     /// for the key to come back.
     pub dormant: bool,
+    /// Timestamp (Unix seconds) of the last registration signed with the node's key; 0 if it
+    /// never proved possession. Once set, unsigned or older registrations are refused.
+    pub proven_at: u64,
 }
 
 impl Node {
@@ -51,6 +54,7 @@ impl Node {
             public: false,
             task_exec: false,
             dormant: false,
+            proven_at: 0,
         }
     }
 }
@@ -144,12 +148,18 @@ pub struct StoredNode {
     /// Extension: reaped but waiting for its key.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dormant: bool,
+    /// Extension: last proof-of-possession timestamp (Unix seconds).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub proven_at: u64,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -192,6 +202,7 @@ impl StoredNode {
             polo_score: node.polo,
             task_exec: node.task_exec,
             dormant: node.dormant,
+            proven_at: node.proven_at,
         }
     }
 
@@ -228,6 +239,7 @@ impl StoredNode {
             public: self.public,
             task_exec: self.task_exec,
             dormant: self.dormant,
+            proven_at: self.proven_at,
         })
     }
 }

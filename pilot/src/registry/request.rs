@@ -138,11 +138,15 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
 pub enum Request {
+    /// `signature` and `timestamp` are our extension (proof of possession); Go daemons send
+    /// neither.
     Register {
         public_key: String,
         listen_addr: String,
         owner: String,
         hostname: String,
+        signature: String,
+        timestamp: u64,
     },
     Heartbeat {
         node_id: u32,
@@ -325,6 +329,8 @@ impl Request {
                 listen_addr: f.bounded("listen_addr", MAX_SHORT_STRING)?,
                 owner: f.bounded("owner", MAX_SHORT_STRING)?,
                 hostname: f.bounded("hostname", MAX_SHORT_STRING)?,
+                signature: f.sig()?,
+                timestamp: f.ranged("timestamp", u64::MAX as f64),
             },
             Kind::Heartbeat => Request::Heartbeat {
                 node_id: f.id("node_id"),

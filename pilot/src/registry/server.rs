@@ -136,7 +136,9 @@ fn touched(change: &super::Change, out: &mut Vec<u32>) -> bool {
         C::Request { to, entry } => out.extend([*to, entry.from]),
         C::Response { to, entry } => out.extend([*to, entry.from]),
         C::Drain { node } => out.push(*node),
-        C::NextNode { .. } | C::Reset(_) | C::Expire { .. } => return false,
+        // Only `register` reads the counter, and it writes too.
+        C::NextNode { .. } => {}
+        C::Reset(_) | C::Expire { .. } => return false,
     }
     true
 }
@@ -455,7 +457,11 @@ fn commit_batch<S: Storage, C: WallClock>(
     let last = batch.iter().map(|p| p.ticket).max().unwrap_or(0);
     match store.commit(&changes) {
         Ok(()) => {
-            shared.hub.publish(last, &changes);
+            // One publication per ticket: a standby that subscribed at ticket T must skip
+            // exactly the batches its snapshot already holds.
+            for p in batch {
+                shared.hub.publish(p.ticket, &p.changes);
+            }
             durable.send_replace(Durable::Upto(last));
             true
         }

@@ -117,6 +117,15 @@ struct Beacon {
 
 type HResult = Result<Object, String>;
 
+/// How far a signed registration's timestamp may be from the registry's clock.
+pub const PROOF_WINDOW_SECS: u64 = 300;
+
+/// The optional proof of possession on `register`.
+struct Proof<'a> {
+    signature: &'a str,
+    timestamp: u64,
+}
+
 /// The registry state machine.
 pub struct Registry {
     cfg: Config,
@@ -186,7 +195,8 @@ impl Registry {
     /// A registry over loaded state. Every node gets a fresh grace period: heartbeats are not
     /// persisted, so stored `last_seen` values say nothing about health.
     pub fn from_data(cfg: Config, mut data: Data, now_ms: u64) -> Registry {
-        for node in data.nodes.values_mut() {
+        // Dormant nodes keep theirs: it times the hold on their hostname.
+        for node in data.nodes.values_mut().filter(|n| !n.dormant) {
             node.last_seen_ms = now_ms;
         }
         Registry {
@@ -333,7 +343,15 @@ impl Registry {
                 listen_addr,
                 owner,
                 hostname,
-            } => self.register(public_key, listen_addr, owner, hostname, ctx, out),
+                signature,
+                timestamp,
+            } => {
+                let proof = Proof {
+                    signature,
+                    timestamp: *timestamp,
+                };
+                self.register(public_key, listen_addr, owner, hostname, proof, ctx, out)
+            }
             Request::Heartbeat { node_id, signature } => {
                 self.verify(*node_id, &format!("heartbeat:{node_id}"), signature)?;
                 if let Some(n) = self.data.nodes.get_mut(node_id) {
@@ -743,12 +761,14 @@ impl Registry {
             .retain(|_, b| now_ms.saturating_sub(b.seen_ms) <= ttl);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn register(
         &mut self,
         public_key: &str,
         listen_addr: &str,
         owner: &str,
         hostname: &str,
+        proof: Proof<'_>,
         ctx: &Ctx,
         out: &mut Vec<Change>,
     ) -> HResult {
@@ -775,6 +795,7 @@ impl Registry {
             }
         }
         let key = key.ok_or("invalid public_key: must be base64 of 32 bytes")?;
+        let proven = self.check_proof(&key, public_key, &proof, known, ctx)?;
         let addr = real_addr(ctx.peer, listen_addr);
         let owner_box = (!owner.is_empty()).then(|| Box::from(owner));
 
@@ -813,6 +834,25 @@ impl Registry {
                 };
                 let unchanged =
                     self.data.nodes.get(&id) == Some(&node) && node.real_addr == Some(addr);
+                if let Some(ts) = proven {
+                    node.proven_at = ts;
+                    // Proof of possession may bind an owner to a node that has none.
+                    if node.owner.is_none() {
+                        if let Some(o) = owner_box.clone() {
+                            if !self.data.owner_idx.contains_key(&o) {
+                                self.apply(
+                                    out,
+                                    Change::Owner {
+                                        owner: o.to_string(),
+                                        id,
+                                    },
+                                );
+                                node.owner = Some(o);
+                            }
+                        }
+                    }
+                }
+                let unchanged = unchanged && proven.is_none();
                 node.real_addr = Some(addr);
                 node.last_seen_ms = ctx.now_ms;
                 if unchanged {
@@ -851,6 +891,7 @@ impl Registry {
                 }
                 let mut node = Node::fresh(key, owner, ctx.now_ms);
                 node.real_addr = Some(addr);
+                node.proven_at = proven.unwrap_or(0);
                 self.put_node(out, id, &node);
                 id
             }
@@ -881,6 +922,48 @@ impl Registry {
             r.insert("hostname_error".into(), json!(e));
         }
         Ok(r)
+    }
+
+    /// Checks the optional proof of possession of a registration (our extension, Q-5):
+    /// Ed25519 by the registered key over `register:<public_key>:<timestamp>`, the timestamp
+    /// within 5 minutes of the registry's clock and newer than the last one accepted (so a
+    /// captured request cannot be replayed). A node that proved possession once may not
+    /// register unsigned again. Returns the accepted timestamp.
+    fn check_proof(
+        &mut self,
+        key: &[u8; 32],
+        public_key: &str,
+        proof: &Proof<'_>,
+        known: Option<u32>,
+        ctx: &Ctx,
+    ) -> Result<Option<u64>, String> {
+        let last = known
+            .and_then(|id| self.data.nodes.get(&id))
+            .map_or(0, |n| n.proven_at);
+        if proof.signature.is_empty() {
+            if last > 0 {
+                return Err(format!(
+                    "node {} registers with proof of possession: unsigned registration refused",
+                    known.unwrap_or(0)
+                ));
+            }
+            return Ok(None);
+        }
+        let now_s = ctx.now_ms / 1000;
+        if proof.timestamp.abs_diff(now_s) > PROOF_WINDOW_SECS {
+            return Err(format!(
+                "register: timestamp {} is not within {PROOF_WINDOW_SECS} s of the registry's clock ({now_s})",
+                proof.timestamp
+            ));
+        }
+        if proof.timestamp <= last {
+            return Err("register: signature replayed or older than the last registration".into());
+        }
+        let challenge = format!("register:{public_key}:{}", proof.timestamp);
+        self.verifier
+            .verify(key, &challenge, proof.signature)
+            .map_err(|e| auth_err("register", e))?;
+        Ok(Some(proof.timestamp))
     }
 
     fn rotate_key(
@@ -1329,7 +1412,7 @@ impl Registry {
     /// Replaces the whole state (a standby applying a primary's snapshot).
     pub fn replace_data(&mut self, data: Data, now_ms: u64) {
         self.data = data;
-        for node in self.data.nodes.values_mut() {
+        for node in self.data.nodes.values_mut().filter(|n| !n.dormant) {
             node.last_seen_ms = now_ms;
         }
     }
