@@ -11,11 +11,14 @@
 
 mod action;
 mod agent;
+mod client;
 pub mod duration;
 mod expect;
+mod rendezvous;
 mod run;
 
 pub use action::{Action, LinkSpec};
+pub use client::REQUEST_TIMEOUT;
 pub use expect::{CheckResult, Expectation};
 pub use run::{run, search, Outcome};
 
@@ -107,6 +110,126 @@ pub struct HostSpec {
     pub name: String,
     /// The NAT box it sits behind.
     pub behind: Option<String>,
+    /// What software it runs (default: the probe agent).
+    #[serde(default)]
+    pub kind: HostKind,
+    /// Rendezvous hosts: the registry's TCP port (default 9000).
+    pub registry_port: Option<u16>,
+    /// Rendezvous hosts: the beacon's UDP port (default 9001).
+    pub beacon_port: Option<u16>,
+    /// Standby hosts: the rendezvous host whose registry this one follows.
+    pub primary: Option<String>,
+    /// Rendezvous hosts: start the registry and beacon at time 0 (default `true`); with
+    /// `false`, a `registry-start` action starts them.
+    pub autostart: Option<bool>,
+}
+
+/// The software a host runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// The probe agent: binds sockets, sends probes, and talks to registries as a client.
+    #[default]
+    Probe,
+    /// A rendezvous server: the real `pilot::registry` server and `pilot::beacon` server.
+    Rendezvous,
+    /// A rendezvous server whose registry is a hot standby of `primary`'s.
+    Standby,
+}
+
+impl HostKind {
+    /// Whether the host runs a registry (and a beacon).
+    pub fn is_rendezvous(self) -> bool {
+        matches!(self, HostKind::Rendezvous | HostKind::Standby)
+    }
+}
+
+/// The registry's TCP port unless a host says otherwise.
+pub const DEFAULT_REGISTRY_PORT: u16 = 9000;
+/// The UDP port a `register` puts in `listen_addr` unless it says otherwise.
+pub const DEFAULT_LISTEN_PORT: u16 = 4000;
+/// The beacon's UDP port unless a host says otherwise.
+pub const DEFAULT_BEACON_PORT: u16 = 9001;
+
+impl HostSpec {
+    /// The registry's TCP port.
+    pub fn registry_port(&self) -> u16 {
+        self.registry_port.unwrap_or(DEFAULT_REGISTRY_PORT)
+    }
+
+    /// The beacon's UDP port.
+    pub fn beacon_port(&self) -> u16 {
+        self.beacon_port.unwrap_or(DEFAULT_BEACON_PORT)
+    }
+
+    /// Checks the fields that depend on the kind.
+    fn check(&self, scenario: &Scenario) -> Result<(), ScenarioError> {
+        let what = format!("host {:?}", self.name);
+        let rdv_only = [
+            ("registry_port", self.registry_port.is_some()),
+            ("beacon_port", self.beacon_port.is_some()),
+            ("autostart", self.autostart.is_some()),
+        ];
+        if !self.kind.is_rendezvous() {
+            if let Some((field, _)) = rdv_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{what}: `{field}` is only for rendezvous and standby hosts"),
+                    "add kind = \"rendezvous\" (or \"standby\"), or remove the field",
+                ));
+            }
+        }
+        match (self.kind, &self.primary) {
+            (HostKind::Standby, None) => {
+                return Err(invalid(
+                    format!("{what}: a standby needs a primary"),
+                    "add primary = \"<name of a rendezvous host>\"",
+                ))
+            }
+            (HostKind::Standby, Some(p)) => {
+                let ok = p != &self.name
+                    && scenario
+                        .hosts
+                        .iter()
+                        .any(|h| &h.name == p && h.kind.is_rendezvous());
+                if !ok {
+                    return Err(invalid(
+                        format!("{what}: primary {p:?} is not another rendezvous host"),
+                        format!(
+                            "rendezvous hosts: {}",
+                            scenario.rendezvous_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    format!("{what}: `primary` is only for standby hosts"),
+                    "add kind = \"standby\", or remove `primary`",
+                ))
+            }
+            _ => {}
+        }
+        if self.kind.is_rendezvous() {
+            if self.behind.as_deref().is_some_and(|b| {
+                scenario
+                    .nats
+                    .iter()
+                    .any(|n| n.name == b && n.preset != Some(PresetName::Open))
+            }) {
+                return Err(invalid(
+                    format!("{what}: a rendezvous server must be reachable from the internet"),
+                    "remove `behind` (or put it behind an \"open\" box)",
+                ));
+            }
+            if self.registry_port() == 0 || self.beacon_port() == 0 {
+                return Err(invalid(
+                    format!("{what}: port 0 cannot be dialled"),
+                    "give registry_port and beacon_port fixed numbers (defaults 9000, 9001)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The presets a NAT box can name.
@@ -202,6 +325,7 @@ impl Scenario {
         let scenario: Scenario =
             toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?;
         scenario.topology()?;
+        scenario.check_hosts()?;
         scenario.check_script()?;
         Ok(scenario)
     }
@@ -264,6 +388,25 @@ impl Scenario {
             )
         })?;
         Ok(topo)
+    }
+
+    /// Checks each host's kind-specific fields.
+    pub(crate) fn check_hosts(&self) -> Result<(), ScenarioError> {
+        self.hosts.iter().try_for_each(|h| h.check(self))
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&HostSpec> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The names of the hosts that run a registry.
+    fn rendezvous_names(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| h.kind.is_rendezvous())
+            .map(|h| h.name.as_str())
+            .collect()
     }
 
     /// Every node name, mapped to whether it is a host (rather than a NAT box).
@@ -394,14 +537,74 @@ impl Scenario {
             }
             self.check_adjacent(&link.between[0], &link.between[1], "a [[link]]")?;
         }
+        let rendezvous = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            match self.host(name) {
+                Some(h) if h.kind.is_rendezvous() => Ok(()),
+                _ => Err(invalid(
+                    format!("{what} names {name:?}, which runs no registry"),
+                    format!(
+                        "rendezvous hosts (kind = \"rendezvous\" or \"standby\"): {}",
+                        self.rendezvous_names().join(", ")
+                    ),
+                )),
+            }
+        };
+        let probe = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            host(name, what)?;
+            if self.host(name).is_some_and(|h| h.kind.is_rendezvous()) {
+                return Err(invalid(
+                    format!("{what}: {name:?} runs a registry, not the probe agent"),
+                    "bind, send and registry requests run on probe hosts (no `kind`)",
+                ));
+            }
+            Ok(())
+        };
         let mut clock = Duration::ZERO;
         let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
         let mut tags: BTreeSet<&str> = BTreeSet::new();
+        let mut identities: BTreeSet<&str> = BTreeSet::new();
+        let mut replies: BTreeSet<&str> = BTreeSet::new();
         for (i, action) in self.actions.iter().enumerate() {
             let what = format!("action #{} ({})", i + 1, action.kind());
             action.check(&what)?;
             for n in action.hosts() {
-                host(n, &what)?;
+                probe(n, &what)?;
+            }
+            for n in action.rendezvous() {
+                rendezvous(n, &what)?;
+            }
+            if let Action::Promote { host } = action {
+                if self.host(host).map(|h| h.kind) != Some(HostKind::Standby) {
+                    return Err(invalid(
+                        format!("{what}: {host:?} is not a standby"),
+                        "promote names a host with kind = \"standby\"",
+                    ));
+                }
+            }
+            if let Some(r) = action.request() {
+                let named = r.others.iter().flatten().copied();
+                let acting = r
+                    .identity
+                    .filter(|_| !matches!(action, Action::Register { .. }));
+                for id in acting.into_iter().chain(named) {
+                    if !identities.contains(id) {
+                        return Err(invalid(
+                            format!("{what}: identity {id:?} is not registered by an earlier action"),
+                            "add a `do = \"register\"` action for it first (an identity is named by `identity`, by default the host's name)",
+                        ));
+                    }
+                }
+                if let Some(id) = r.identity {
+                    identities.insert(id);
+                }
+                if let Some(tag) = r.tag {
+                    if !replies.insert(tag) {
+                        return Err(invalid(
+                            format!("{what}: reply tag {tag:?} is used twice"),
+                            "give each request its own tag",
+                        ));
+                    }
+                }
             }
             for n in action.nodes() {
                 node(n, &what)?;
@@ -496,6 +699,27 @@ impl Scenario {
             }
             for n in e.nodes() {
                 node(n, &what)?;
+            }
+            for n in e.rendezvous() {
+                rendezvous(n, &what)?;
+            }
+            for t in e.replies() {
+                if !replies.contains(t) {
+                    return Err(invalid(
+                        format!("{what} names reply {t:?}, which no request action tags"),
+                        format!(
+                            "reply tags: {}",
+                            replies.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Expectation::Reply {
+                real_addr: Some(to),
+                ..
+            } = e
+            {
+                self.check_target(to, &nodes, &what)?;
             }
             e.check(&what)?;
         }

@@ -2,16 +2,22 @@
 
 use super::action::{Action, LinkSpec};
 use super::agent::{self, Command, Reports};
-use super::expect::CheckResult;
-use super::{invalid, Scenario, ScenarioError};
+use super::client::{Op, Request};
+use super::expect::{CheckResult, Evidence, Expectation};
+use super::{invalid, rendezvous, Scenario, ScenarioError};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
+use pilot::net::MemStorage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Most simulation steps the runner waits at the end for registries to report their state.
+const INSPECT_STEPS: usize = 100;
 
 /// How long the simulation runs after the last action unless the scenario says otherwise.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
@@ -100,6 +106,7 @@ pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String>
 /// Runs `scenario` with `seed` (or the scenario's own seed).
 pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioError> {
     // A scenario built in code has not been through `parse`: check it the same way.
+    scenario.check_hosts()?;
     scenario.check_script()?;
     let mut scenario = scenario.clone();
     scenario.seed = seed.unwrap_or(scenario.seed);
@@ -109,14 +116,33 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
+    let mut storages = BTreeMap::new();
     for host in &scenario.hosts {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx: agent::Commands = Arc::new(tokio::sync::Mutex::new(rx));
         let net = world.net(&host.name).expect("hosts are in the world");
         let reports = reports.clone();
-        sim.host(host.name.as_str(), move || {
-            agent::run(net.clone(), rx.clone(), reports.clone())
-        });
+        if host.kind.is_rendezvous() {
+            let primary = host
+                .primary
+                .as_deref()
+                .map(|p| registry_addr(&scenario, &world, p));
+            let spec = rendezvous::Spec {
+                registry_port: host.registry_port(),
+                beacon_port: host.beacon_port(),
+                primary,
+                started: Arc::new(AtomicBool::new(host.autostart.unwrap_or(true))),
+                storage: MemStorage::new(),
+            };
+            storages.insert(host.name.clone(), spec.storage.clone());
+            sim.host(host.name.as_str(), move || {
+                rendezvous::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
+            });
+        } else {
+            sim.host(host.name.as_str(), move || {
+                agent::run(net.clone(), rx.clone(), reports.clone())
+            });
+        }
         inboxes.insert(host.name.clone(), tx);
     }
 
@@ -135,14 +161,19 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         clock: Duration::ZERO,
         failures: Vec::new(),
         pending: false,
+        scenario: scenario.clone(),
+        storages,
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
     }
     let end = player.clock + scenario.settle_time();
     player.step_until(end)?;
+    player.inspect()?;
 
     let observations = lock(&reports.observations).clone();
+    let replies = lock(&reports.replies).clone();
+    let states = lock(&reports.states).clone();
     let trace = world.trace().lines();
     let mut results = player.failures;
     results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
@@ -150,12 +181,14 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         passed: false,
         detail: e.clone(),
     }));
-    results.extend(
-        scenario
-            .expectations
-            .iter()
-            .map(|e| e.judge(&observations, &trace, &world)),
-    );
+    let evidence = Evidence {
+        observations: &observations,
+        replies: &replies,
+        states: &states,
+        trace: &trace,
+        world: &world,
+    };
+    results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
     Ok(Outcome {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
@@ -177,6 +210,16 @@ pub fn search(
         }
     }
     Ok(None)
+}
+
+/// The registry address of rendezvous host `name`: its public address and registry port.
+fn registry_addr(scenario: &Scenario, world: &World, name: &str) -> SocketAddr {
+    let port = scenario
+        .host(name)
+        .map(|h| h.registry_port())
+        .unwrap_or(super::DEFAULT_REGISTRY_PORT);
+    let id = world.find(name).expect("names were checked");
+    SocketAddr::from((world.public_addr(id), port))
 }
 
 fn apply_link(sim: &turmoil::Sim<'_>, world: &World, link: &LinkSpec) {
@@ -201,6 +244,9 @@ struct Player {
     failures: Vec<CheckResult>,
     /// Commands were sent that hosts have not run yet.
     pending: bool,
+    scenario: Scenario,
+    /// The storage of each rendezvous host.
+    storages: BTreeMap<String, MemStorage>,
 }
 
 impl Player {
@@ -256,9 +302,106 @@ impl Player {
         self.world.find(name).expect("names were checked")
     }
 
+    /// Asks the rendezvous hosts that `same-state` expectations name for a digest of their
+    /// directory, and steps until they have all answered (a crashed host answers nothing).
+    fn inspect(&mut self) -> Result<(), ScenarioError> {
+        let mut hosts = BTreeSet::new();
+        for e in &self.scenario.expectations {
+            if let Expectation::SameState { hosts: h } = e {
+                hosts.extend(h.iter().cloned());
+            }
+        }
+        hosts.retain(|h| !self.down.contains(h));
+        for h in &hosts {
+            // A closed inbox means the host stopped: it simply reports nothing.
+            let _ = self.inboxes[h].send(Command::Inspect);
+        }
+        for _ in 0..INSPECT_STEPS {
+            if hosts
+                .iter()
+                .all(|h| lock(&self.reports.states).contains_key(h))
+            {
+                break;
+            }
+            self.sim
+                .step()
+                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Turns a registry action into the request its host carries out.
+    fn request(&self, n: usize, action: &Action) -> Option<(String, Request)> {
+        let parts = action.request()?;
+        let identity = parts.identity.unwrap_or_default().to_string();
+        let other = parts.others[0].unwrap_or_default().to_string();
+        let op = match action {
+            Action::Register {
+                port,
+                hostname,
+                owner,
+                ..
+            } => Op::Register {
+                identity,
+                port: port.unwrap_or(super::DEFAULT_LISTEN_PORT),
+                hostname: hostname.clone().unwrap_or_default(),
+                owner: owner.clone().unwrap_or_default(),
+            },
+            Action::Resolve { .. } => Op::Resolve {
+                identity,
+                target: other,
+            },
+            Action::Lookup { .. } => Op::Lookup { target: other },
+            Action::SetVisibility { public, .. } => Op::SetVisibility {
+                identity,
+                public: *public,
+            },
+            Action::ReportTrust { .. } => Op::ReportTrust {
+                identity,
+                peer: other,
+            },
+            Action::Heartbeat { .. } => Op::Heartbeat { identity },
+            _ => return None,
+        };
+        let request = Request {
+            action: n,
+            tag: parts.tag.map(str::to_string),
+            registry: registry_addr(&self.scenario, &self.world, parts.registry),
+            registry_name: parts.registry.to_string(),
+            op,
+        };
+        Some((parts.host.to_string(), request))
+    }
+
+    fn crash(&mut self, host: &str) {
+        self.note(host, "crash".to_string());
+        self.sim.crash(host);
+        if let Some(storage) = self.storages.get(host) {
+            // Power loss: only what was durable survives.
+            storage.crash();
+        }
+        self.down.insert(host.to_string());
+    }
+
+    fn restart(&mut self, host: &str) {
+        self.note(host, "restart".to_string());
+        if let Some(storage) = self.storages.get(host) {
+            storage.restart();
+        }
+        self.sim.bounce(host);
+        self.down.remove(host);
+    }
+
     fn play(&mut self, n: usize, action: &Action) -> Result<(), ScenarioError> {
-        if !matches!(action, Action::Bind { .. } | Action::Send { .. }) {
+        // Sends and requests do not change the world: they run at the next step, in order.
+        if !matches!(action, Action::Bind { .. } | Action::Send { .. })
+            && action.request().is_none()
+        {
             self.flush()?;
+        }
+        if let Some((host, request)) = self.request(n, action) {
+            self.command(n, action, &host, Command::Request(request));
+            return Ok(());
         }
         match action {
             Action::Wait { duration, until } => {
@@ -320,15 +463,15 @@ impl Player {
                 };
                 self.command(n, action, &host, command);
             }
-            Action::Crash { host } => {
-                self.note(host, "crash".to_string());
-                self.sim.crash(host.as_str());
-                self.down.insert(host.clone());
+            Action::Crash { host } | Action::RegistryCrash { host } => self.crash(host),
+            Action::Restart { host } | Action::RegistryRestart { host } => self.restart(host),
+            Action::RegistryStart { host } => {
+                self.note(host, "registry-start".to_string());
+                self.command(n, action, host, Command::Start);
             }
-            Action::Restart { host } => {
-                self.note(host, "restart".to_string());
-                self.sim.bounce(host.as_str());
-                self.down.remove(host);
+            Action::Promote { host } => {
+                self.note(host, "promote".to_string());
+                self.command(n, action, host, Command::Promote);
             }
             Action::Partition { between, oneway } => {
                 let [a, b] = between;
@@ -356,6 +499,12 @@ impl Player {
                 self.note(a, format!("set-link {a} <-> {b}"));
                 apply_link(&self.sim, &self.world, link);
             }
+            Action::Register { .. }
+            | Action::Resolve { .. }
+            | Action::Lookup { .. }
+            | Action::SetVisibility { .. }
+            | Action::ReportTrust { .. }
+            | Action::Heartbeat { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }
