@@ -24,6 +24,7 @@ fn rendezvous_traces_match_the_snapshots() {
         "rendezvous-crash",
         "rendezvous-standby",
         "rendezvous-promote",
+        "rendezvous-handshake",
     ] {
         let text = trace(name, None);
         insta::with_settings!({

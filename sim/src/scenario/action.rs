@@ -159,6 +159,47 @@ pub enum Action {
         /// Names the reply.
         tag: Option<String>,
     },
+    /// Asks `peer` for trust through the registry's relay (signed); also a trust wish.
+    RequestHandshake {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The requester (default: the host's name).
+        identity: Option<String>,
+        /// The identity asked.
+        peer: String,
+        /// Why (shown to the peer).
+        justification: Option<String>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Takes `identity`'s queued relayed requests and responses (signed).
+    PollHandshakes {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity (default: the host's name).
+        identity: Option<String>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Answers `peer`'s relayed request (signed); accepting forms the trust pair.
+    RespondHandshake {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity answering (default: the host's name).
+        identity: Option<String>,
+        /// The identity that asked.
+        peer: String,
+        /// Accept (default) or refuse.
+        accept: Option<bool>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
     /// Heartbeats `identity`'s node (signed).
     Heartbeat {
         /// The client host.
@@ -265,6 +306,9 @@ impl Action {
             Action::SetVisibility { .. } => "set-visibility",
             Action::ReportTrust { .. } => "report-trust",
             Action::Heartbeat { .. } => "heartbeat",
+            Action::RequestHandshake { .. } => "request-handshake",
+            Action::PollHandshakes { .. } => "poll-handshakes",
+            Action::RespondHandshake { .. } => "respond-handshake",
         }
     }
 
@@ -305,7 +349,29 @@ impl Action {
                 registry,
                 identity,
                 tag,
+            }
+            | Action::PollHandshakes {
+                host,
+                registry,
+                identity,
+                tag,
             } => parts(host, registry, identity, None, tag),
+            Action::RequestHandshake {
+                host,
+                registry,
+                identity,
+                peer,
+                tag,
+                ..
+            }
+            | Action::RespondHandshake {
+                host,
+                registry,
+                identity,
+                peer,
+                tag,
+                ..
+            } => parts(host, registry, identity, Some(peer), tag),
             Action::Resolve {
                 host,
                 registry,

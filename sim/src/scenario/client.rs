@@ -67,6 +67,19 @@ pub(crate) enum Op {
     Heartbeat {
         identity: String,
     },
+    RequestHandshake {
+        identity: String,
+        peer: String,
+        justification: String,
+    },
+    PollHandshakes {
+        identity: String,
+    },
+    RespondHandshake {
+        identity: String,
+        peer: String,
+        accept: bool,
+    },
 }
 
 impl Op {
@@ -77,7 +90,10 @@ impl Op {
             | Op::Resolve { identity, .. }
             | Op::SetVisibility { identity, .. }
             | Op::ReportTrust { identity, .. }
-            | Op::Heartbeat { identity } => identity,
+            | Op::Heartbeat { identity }
+            | Op::RequestHandshake { identity, .. }
+            | Op::PollHandshakes { identity }
+            | Op::RespondHandshake { identity, .. } => identity,
             Op::Lookup { .. } => "",
         }
     }
@@ -93,6 +109,18 @@ impl Op {
             }
             Op::ReportTrust { identity, peer } => format!("report-trust {identity} -> {peer}"),
             Op::Heartbeat { identity } => format!("heartbeat {identity}"),
+            Op::RequestHandshake { identity, peer, .. } => {
+                format!("request-handshake {identity} -> {peer}")
+            }
+            Op::PollHandshakes { identity } => format!("poll-handshakes {identity}"),
+            Op::RespondHandshake {
+                identity,
+                peer,
+                accept,
+            } => {
+                let a = if *accept { "accept" } else { "refuse" };
+                format!("respond-handshake {identity} -> {peer} {a}")
+            }
         }
     }
 }
@@ -218,6 +246,26 @@ impl Session {
                 let (me, peer) = (self.node_id(identity)?, self.node_id(peer)?);
                 json!({"type": "report_trust", "node_id": me, "peer_id": peer,
                        "signature": sign(format!("report_trust:{me}:{peer}"))})
+            }
+            Op::RequestHandshake {
+                peer,
+                justification,
+                ..
+            } => {
+                let (me, peer) = (self.node_id(identity)?, self.node_id(peer)?);
+                json!({"type": "request_handshake", "from_node_id": me, "to_node_id": peer,
+                       "justification": justification,
+                       "signature": sign(format!("handshake:{me}:{peer}"))})
+            }
+            Op::PollHandshakes { .. } => {
+                let me = self.node_id(identity)?;
+                json!({"type": "poll_handshakes", "node_id": me,
+                       "signature": sign(format!("poll_handshakes:{me}"))})
+            }
+            Op::RespondHandshake { peer, accept, .. } => {
+                let (me, peer) = (self.node_id(identity)?, self.node_id(peer)?);
+                json!({"type": "respond_handshake", "node_id": me, "peer_id": peer,
+                       "accept": accept, "signature": sign(format!("respond:{me}:{peer}"))})
             }
             Op::Heartbeat { .. } => {
                 let me = self.node_id(identity)?;

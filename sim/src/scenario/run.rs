@@ -361,6 +361,17 @@ impl Player {
                 peer: other,
             },
             Action::Heartbeat { .. } => Op::Heartbeat { identity },
+            Action::RequestHandshake { justification, .. } => Op::RequestHandshake {
+                identity,
+                peer: other,
+                justification: justification.clone().unwrap_or_default(),
+            },
+            Action::PollHandshakes { .. } => Op::PollHandshakes { identity },
+            Action::RespondHandshake { accept, .. } => Op::RespondHandshake {
+                identity,
+                peer: other,
+                accept: accept.unwrap_or(true),
+            },
             _ => return None,
         };
         let request = Request {
@@ -504,7 +515,10 @@ impl Player {
             | Action::Lookup { .. }
             | Action::SetVisibility { .. }
             | Action::ReportTrust { .. }
-            | Action::Heartbeat { .. } => unreachable!("requests were handled above"),
+            | Action::Heartbeat { .. }
+            | Action::RequestHandshake { .. }
+            | Action::PollHandshakes { .. }
+            | Action::RespondHandshake { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }
