@@ -8,6 +8,7 @@
 //! - [`net`]: the seams between protocol logic and the world: network, clocks, randomness and
 //!   storage. Real implementations live here; `pilot-sim` provides the simulated ones.
 //! - [`transport`]: the reliable stream and datagrams, as a deterministic state machine.
+//! - [`daemon`]: the daemon: a sans-IO core, an async shell over the seams, the IPC server.
 //!
 //! Protocol logic is sans-IO: plain types that take inputs (a packet, a request, `now`) and return
 //! outputs. It never reads a clock, draws randomness or touches a socket on its own.
@@ -16,6 +17,7 @@
 
 pub mod beacon;
 pub mod crypto;
+pub mod daemon;
 pub mod driver;
 pub mod ipc;
 pub mod net;

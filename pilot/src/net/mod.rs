@@ -63,6 +63,13 @@ pub trait UdpSocket: Send + Sync + 'static {
         &self,
         buf: &mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+    /// Asks for kernel buffers of `bytes` in each direction (a busy tunnel socket needs
+    /// megabytes to ride out bursts). Best effort: the default does nothing (simulated
+    /// sockets have no kernel buffers), and the kernel may grant less.
+    fn set_buffer_sizes(&self, bytes: usize) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
 }
 
 /// A bound TCP listener.

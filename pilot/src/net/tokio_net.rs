@@ -52,6 +52,12 @@ impl UdpSocket for tokio::net::UdpSocket {
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send {
         tokio::net::UdpSocket::recv_from(self, buf)
     }
+
+    fn set_buffer_sizes(&self, bytes: usize) -> io::Result<()> {
+        let socket = socket2::SockRef::from(self);
+        socket.set_recv_buffer_size(bytes)?;
+        socket.set_send_buffer_size(bytes)
+    }
 }
 
 impl TcpListener for tokio::net::TcpListener {

@@ -1,0 +1,129 @@
+//! Two daemons in one process on loopback, with an in-process registry and beacon: trust
+//! enforcement, the handshake, echo, bulk data, datagrams, revocation, restart with the same
+//! identity.
+
+mod daemon_support;
+
+use daemon_support::{lists, make_trust, wait_trust, within, Rendezvous};
+use pilot::daemon::{ClientEvent, ClientOptions, Session};
+use pilot::ipc::HandshakeCommand;
+use pilot::net::MemStorage;
+use pilot::wire::Addr;
+
+async fn echo_round_trip(session: &mut Session, peer: Addr, payload: Vec<u8>) -> Vec<u8> {
+    let conn = within(session.dial(peer, 7)).await.unwrap();
+    let want = payload.len();
+    session.send(conn, payload);
+    let mut got = Vec::new();
+    while got.len() < want {
+        match within(session.next_event()).await.unwrap() {
+            ClientEvent::Recv { conn: c, data } if c == conn => {
+                session.grant(conn, data.len() as u32);
+                got.extend_from_slice(&data);
+            }
+            ClientEvent::Closed { conn: c } if c == conn => panic!("closed early"),
+            _ => {}
+        }
+    }
+    session.close(conn);
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_then_echo_bulk_datagrams_and_revoke() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(1).await;
+    // B is public, so A can resolve it and reach its tunnel: only the daemon's trust check
+    // stands between A and B's ports.
+    let mut public = rv.config();
+    public.public = true;
+    let b = rv.daemon_with(2, public, MemStorage::new()).await;
+    let (ah, bh) = (a.handle.clone(), b.handle.clone());
+    assert_ne!(ah.node_id(), bh.node_id());
+
+    // Not trusted yet: every port but 444 is refused.
+    let mut sa = ah.session(ClientOptions::default()).await.unwrap();
+    let refused = within(sa.dial(bh.address(), 7)).await;
+    let why = refused.unwrap_err();
+    assert!(why.contains("refused"), "{why}");
+
+    make_trust(&ah, &bh).await;
+    let an = ah.node_id();
+    wait_trust(&bh, |_, t| lists(t, "trusted", an)).await;
+
+    assert_eq!(
+        echo_round_trip(&mut sa, bh.address(), b"hello".to_vec()).await,
+        b"hello"
+    );
+    let bulk: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(
+        echo_round_trip(&mut sa, bh.address(), bulk.clone()).await,
+        bulk
+    );
+
+    // A datagram reaches the session that bound its port.
+    let mut sb = bh.session(ClientOptions::default()).await.unwrap();
+    sb.listen(9000).await.unwrap();
+    sa.send_to(bh.address(), 9000, b"dgram".to_vec())
+        .await
+        .unwrap();
+    loop {
+        if let ClientEvent::Datagram {
+            src,
+            dst_port,
+            data,
+        } = within(sb.next_event()).await.unwrap()
+        {
+            assert_eq!(
+                (src.addr, dst_port, data.as_slice()),
+                (ah.address(), 9000, &b"dgram"[..])
+            );
+            break;
+        }
+    }
+
+    // Info reports the peer and the registration.
+    let info = ah.info().await.unwrap();
+    assert_eq!(info["node_id"], ah.node_id());
+    assert!(info["peer_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["node_id"] == bh.node_id()));
+
+    // B revokes: A is refused again, and learns of it.
+    bh.handshake(HandshakeCommand::Revoke { node: an })
+        .await
+        .unwrap();
+    let bn = bh.node_id();
+    wait_trust(&ah, |_, t| !lists(t, "trusted", bn)).await;
+    let refused = within(sa.dial(bh.address(), 7)).await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_node_id_and_trust() {
+    let rv = Rendezvous::start().await;
+    let storage = MemStorage::new();
+    let a = rv.daemon_with(3, rv.config(), storage.clone()).await;
+    let b = rv.daemon(4).await;
+    make_trust(&a.handle, &b.handle).await;
+    let node = a.handle.node_id();
+    a.handle.shutdown().await;
+    within(a.task).await.unwrap();
+
+    let a2 = rv.daemon_with(5, rv.config(), storage).await;
+    assert_eq!(a2.handle.node_id(), node);
+    let trusted = a2
+        .handle
+        .handshake(HandshakeCommand::Trusted)
+        .await
+        .unwrap();
+    assert!(lists(&trusted, "trusted", b.handle.node_id()));
+    // The restarted daemon reaches its trusted peer again (new tunnel keys, same identity).
+    let mut s = a2.handle.session(ClientOptions::default()).await.unwrap();
+    assert_eq!(
+        echo_round_trip(&mut s, b.handle.address(), b"again".to_vec()).await,
+        b"again"
+    );
+}
