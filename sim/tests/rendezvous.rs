@@ -104,7 +104,7 @@ fn bad_rendezvous_scenarios_are_refused_with_a_hint() {
         ),
         (
             "[[action]]\ndo = \"bind\"\nhost = \"rdv\"\nsocket = \"s\"\n".to_string(),
-            "runs a registry, not the probe agent",
+            "runs a registry or a daemon, not the probe agent",
         ),
         (
             format!("{REG}[[action]]\ndo = \"resolve\"\nhost = \"a\"\nregistry = \"rdv\"\ntarget = \"b\"\n"),

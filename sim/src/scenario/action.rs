@@ -39,6 +39,8 @@ pub enum Action {
         duration: Option<Dur>,
         /// Until when.
         until: Option<Dur>,
+        /// Stop waiting as soon as the echo with this tag has ended (done or failed).
+        echo: Option<String>,
     },
     /// Stops a host's (or NAT box's) software; its sockets and mappings are lost.
     Crash {
@@ -200,6 +202,32 @@ pub enum Action {
         /// Names the reply.
         tag: Option<String>,
     },
+    /// Daemon `host` asks daemon `peer` for trust (the trust handshake, port 444).
+    Handshake {
+        /// The daemon host asking.
+        host: String,
+        /// The daemon host asked.
+        peer: String,
+    },
+    /// Daemon `host` approves `peer`'s request once it has arrived.
+    Approve {
+        /// The daemon host approving.
+        host: String,
+        /// The daemon host that asked.
+        peer: String,
+    },
+    /// Daemon `host` sends `bytes` to `peer`'s echo service (port 7) and reads them back,
+    /// timing the first byte and the whole exchange.
+    Echo {
+        /// The daemon host sending.
+        host: String,
+        /// The daemon host echoing.
+        peer: String,
+        /// How many bytes (default 1024).
+        bytes: Option<usize>,
+        /// Names the exchange for expectations.
+        tag: String,
+    },
     /// Heartbeats `identity`'s node (signed).
     Heartbeat {
         /// The client host.
@@ -307,6 +335,9 @@ impl Action {
             Action::ReportTrust { .. } => "report-trust",
             Action::Heartbeat { .. } => "heartbeat",
             Action::RequestHandshake { .. } => "request-handshake",
+            Action::Handshake { .. } => "handshake",
+            Action::Approve { .. } => "approve",
+            Action::Echo { .. } => "echo",
             Action::PollHandshakes { .. } => "poll-handshakes",
             Action::RespondHandshake { .. } => "respond-handshake",
         }
@@ -410,6 +441,16 @@ impl Action {
         }
     }
 
+    /// Names that must be daemon hosts.
+    pub(super) fn daemons(&self) -> Vec<&str> {
+        match self {
+            Action::Handshake { host, peer }
+            | Action::Approve { host, peer }
+            | Action::Echo { host, peer, .. } => vec![host, peer],
+            _ => vec![],
+        }
+    }
+
     /// Names that must be rendezvous (or standby) hosts.
     pub(super) fn rendezvous(&self) -> Vec<&str> {
         match self {
@@ -452,12 +493,12 @@ impl Action {
                 }
                 Ok(())
             }
-            Action::Wait { duration, until } if duration.is_some() == until.is_some() => {
-                Err(invalid(
-                    format!("{what}: give exactly one of `for` and `until`"),
-                    "for = \"100ms\" waits that long; until = \"35s\" waits until that time",
-                ))
-            }
+            Action::Wait {
+                duration, until, ..
+            } if duration.is_some() == until.is_some() => Err(invalid(
+                format!("{what}: give exactly one of `for` and `until`"),
+                "for = \"100ms\" waits that long; until = \"35s\" waits until that time",
+            )),
             Action::Partition { between, .. } | Action::Heal { between }
                 if between[0] == between[1] =>
             {

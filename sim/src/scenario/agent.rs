@@ -31,8 +31,11 @@ pub(crate) enum Command {
     Start,
     /// Promote the standby registry (standby hosts).
     Promote,
-    /// Report a digest of the registry's directory (rendezvous hosts).
+    /// Report a digest of the registry's directory (rendezvous hosts) or the daemon's info
+    /// (daemon hosts).
     Inspect,
+    /// A daemon operation (daemon hosts).
+    Daemon(super::daemon::DaemonRequest),
 }
 
 /// What all hosts report back.
@@ -46,6 +49,10 @@ pub(crate) struct Reports {
     pub identities: Mutex<BTreeMap<String, u32>>,
     /// Rendezvous host to its directory digest, when asked (`None`: not running).
     pub states: Mutex<BTreeMap<String, Option<String>>>,
+    /// Daemon host to its info document, when asked.
+    pub daemon_info: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Echo exchanges, in completion order.
+    pub echoes: Mutex<Vec<super::daemon::EchoResult>>,
 }
 
 /// The commands of one host; they outlive its crashes, so the restarted agent takes them over.
@@ -64,8 +71,8 @@ pub(crate) async fn run(net: SimNet, commands: Commands, reports: Arc<Reports>) 
                 // The client task lives as long as this incarnation, which is still running.
                 let _ = requests.send(r);
             }
-            Command::Start | Command::Promote | Command::Inspect => {
-                lock(&reports.errors).push(format!("{name} runs no registry"));
+            Command::Start | Command::Promote | Command::Inspect | Command::Daemon(_) => {
+                lock(&reports.errors).push(format!("{name} runs no registry and no daemon"));
             }
             Command::Bind { socket, port } => {
                 match net.bind_udp((Ipv4Addr::UNSPECIFIED, port).into()).await {

@@ -76,12 +76,100 @@ pub enum Expectation {
         /// Text the reply (compact JSON) must contain.
         contains: Option<String>,
     },
+    /// When the run ends, daemon `host` reaches daemon `peer` on this path: `direct` (a direct
+    /// endpoint to a peer whose NATs admit unsolicited traffic), `punched` (a direct endpoint
+    /// to a peer behind a filtering NAT, which the beacon's Punch Command reached), `relayed`
+    /// (through the beacon).
+    Path {
+        /// The daemon host.
+        host: String,
+        /// The peer daemon host.
+        peer: String,
+        /// `direct`, `punched` or `relayed`.
+        path: PathKind,
+    },
+    /// The echo exchange `tag` completed (every byte came back unaltered).
+    Echoed {
+        /// The exchange.
+        tag: String,
+    },
     /// The registries of `hosts` hold the same directory when the run ends: the same nodes
     /// (key, endpoint, visibility, hostname), trust pairs and next node ID.
     SameState {
         /// Rendezvous hosts.
         hosts: Vec<String>,
     },
+}
+
+/// How one daemon reaches another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// A direct endpoint, reached without a punch.
+    Direct,
+    /// A direct endpoint, after a hole punch.
+    Punched,
+    /// Through the beacon's relay.
+    Relayed,
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathKind::Direct => "direct",
+            PathKind::Punched => "punched",
+            PathKind::Relayed => "relayed",
+        })
+    }
+}
+
+/// The path daemon `host` uses to `peer` when the run ends, from its info document and the
+/// trace; `None` when it has no route.
+pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option<PathKind> {
+    let peer_id = ev.node_ids.get(peer)?;
+    let info = ev.daemon_info.get(host)?;
+    let entry = info["peer_list"]
+        .as_array()?
+        .iter()
+        .find(|p| p["node_id"] == *peer_id)?;
+    match entry["endpoint"].as_str()? {
+        "" => None,
+        "relay" => Some(PathKind::Relayed),
+        _ => {
+            // Direct, or punched: the peer sits behind a NAT that filters unsolicited
+            // traffic, and the beacon's Punch Command reached it (so it opened its filter).
+            let punch_seen = ev.trace.iter().any(|l| {
+                let mut cols = l.split_whitespace().skip(1);
+                cols.next() == Some(peer)
+                    && cols.next() == Some("recv")
+                    && l.contains("beacon PunchCommand")
+            });
+            if filters_unsolicited(ev.world, peer) {
+                punch_seen.then_some(PathKind::Punched)
+            } else {
+                Some(PathKind::Direct)
+            }
+        }
+    }
+}
+
+/// Whether some NAT box between `host` and the internet drops unsolicited inbound traffic
+/// (filtering other than endpoint-independent).
+fn filters_unsolicited(world: &World, host: &str) -> bool {
+    let Some(mut id) = world.find(host) else {
+        return false;
+    };
+    loop {
+        let node = world.node(id);
+        let Some(gateway) = world.gateway(node.net) else {
+            return false;
+        };
+        let side = world.node(gateway).nat.as_ref();
+        if side.is_some_and(|s| s.config.filtering != crate::nat::Filtering::EndpointIndependent) {
+            return true;
+        }
+        id = gateway;
+    }
 }
 
 /// One reply of a registry request (or the reason there was none).
@@ -107,6 +195,12 @@ pub(crate) struct Evidence<'a> {
     pub states: &'a std::collections::BTreeMap<String, Option<String>>,
     pub trace: &'a [String],
     pub world: &'a World,
+    /// Each daemon host's info document at the end.
+    pub daemon_info: &'a std::collections::BTreeMap<String, serde_json::Value>,
+    /// Node IDs by identity or daemon host name.
+    pub node_ids: &'a std::collections::BTreeMap<String, u32>,
+    /// Echo exchanges.
+    pub echoes: &'a [super::daemon::EchoResult],
 }
 
 /// One received probe.
@@ -142,6 +236,8 @@ impl Expectation {
             Expectation::TraceContains { .. } => "trace-contains",
             Expectation::Reply { .. } => "reply",
             Expectation::SameState { .. } => "same-state",
+            Expectation::Path { .. } => "path",
+            Expectation::Echoed { .. } => "echoed",
         }
     }
 
@@ -166,6 +262,14 @@ impl Expectation {
         }
     }
 
+    /// Hosts that must run a daemon.
+    pub(super) fn daemons(&self) -> Vec<&str> {
+        match self {
+            Expectation::Path { host, peer, .. } => vec![host, peer],
+            _ => vec![],
+        }
+    }
+
     pub(super) fn sockets(&self) -> Vec<&str> {
         match self {
             Expectation::Received { socket, .. }
@@ -185,7 +289,9 @@ impl Expectation {
             | Expectation::ArrivalOrder { tags, .. } => tags.iter().map(String::as_str).collect(),
             Expectation::TraceContains { .. }
             | Expectation::Reply { .. }
-            | Expectation::SameState { .. } => vec![],
+            | Expectation::SameState { .. }
+            | Expectation::Path { .. }
+            | Expectation::Echoed { .. } => vec![],
         }
     }
 
@@ -384,6 +490,29 @@ impl Expectation {
             Expectation::Reply { tag, .. } => {
                 let (passed, detail) = self.judge_reply(ev);
                 (self.describe_reply(tag), passed, detail)
+            }
+            Expectation::Path { host, peer, path } => {
+                let seen = observed_path(ev, host, peer);
+                (
+                    format!("{host} reaches {peer} {path}"),
+                    seen == Some(*path),
+                    match seen {
+                        Some(p) => format!("{p}"),
+                        None => "no route".to_string(),
+                    },
+                )
+            }
+            Expectation::Echoed { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let passed = e.is_some_and(|e| e.error.is_none() && e.done.is_some());
+                (
+                    format!("echo {tag:?} completed"),
+                    passed,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ran".to_string(),
+                    },
+                )
             }
             Expectation::SameState { hosts } => {
                 let digests: Vec<_> = hosts

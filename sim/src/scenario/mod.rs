@@ -12,6 +12,7 @@
 mod action;
 mod agent;
 mod client;
+mod daemon;
 pub mod duration;
 mod expect;
 mod rendezvous;
@@ -19,8 +20,9 @@ mod run;
 
 pub use action::{Action, LinkSpec};
 pub use client::REQUEST_TIMEOUT;
-pub use expect::{CheckResult, Expectation};
-pub use run::{run, search, Outcome};
+pub use daemon::EchoResult;
+pub use expect::{CheckResult, Expectation, PathKind};
+pub use run::{run, run_detailed, search, Details, Outcome};
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
 use crate::topology::Topology;
@@ -122,6 +124,10 @@ pub struct HostSpec {
     /// Rendezvous hosts: start the registry and beacon at time 0 (default `true`); with
     /// `false`, a `registry-start` action starts them.
     pub autostart: Option<bool>,
+    /// Daemon hosts: the rendezvous host whose registry and beacon the daemon uses.
+    pub registry: Option<String>,
+    /// Daemon hosts: resolvable by anyone (`-public`; default `false`).
+    pub public: Option<bool>,
 }
 
 /// The software a host runs.
@@ -135,6 +141,8 @@ pub enum HostKind {
     Rendezvous,
     /// A rendezvous server whose registry is a hot standby of `primary`'s.
     Standby,
+    /// The real `pilot::daemon`, registered with `registry`'s registry and beacon.
+    Daemon,
 }
 
 impl HostKind {
@@ -175,6 +183,34 @@ impl HostSpec {
                 return Err(invalid(
                     format!("{what}: `{field}` is only for rendezvous and standby hosts"),
                     "add kind = \"rendezvous\" (or \"standby\"), or remove the field",
+                ));
+            }
+        }
+        let daemon_only = [
+            ("registry", self.registry.is_some()),
+            ("public", self.public.is_some()),
+        ];
+        if self.kind != HostKind::Daemon {
+            if let Some((field, _)) = daemon_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{what}: `{field}` is only for daemon hosts"),
+                    "add kind = \"daemon\", or remove the field",
+                ));
+            }
+        } else {
+            let ok = self.registry.as_deref().is_some_and(|r| {
+                scenario
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == r && h.kind.is_rendezvous())
+            });
+            if !ok {
+                return Err(invalid(
+                    format!("{what}: a daemon needs `registry`, the name of a rendezvous host"),
+                    format!(
+                        "rendezvous hosts: {}",
+                        scenario.rendezvous_names().join(", ")
+                    ),
                 ));
             }
         }
@@ -549,11 +585,26 @@ impl Scenario {
                 )),
             }
         };
+        let daemon = |name: &str, what: &str| -> Result<(), ScenarioError> {
+            if self.host(name).map(|h| h.kind) == Some(HostKind::Daemon) {
+                return Ok(());
+            }
+            let daemons: Vec<&str> = self
+                .hosts
+                .iter()
+                .filter(|h| h.kind == HostKind::Daemon)
+                .map(|h| h.name.as_str())
+                .collect();
+            Err(invalid(
+                format!("{what} names {name:?}, which runs no daemon"),
+                format!("daemon hosts (kind = \"daemon\"): {}", daemons.join(", ")),
+            ))
+        };
         let probe = |name: &str, what: &str| -> Result<(), ScenarioError> {
             host(name, what)?;
-            if self.host(name).is_some_and(|h| h.kind.is_rendezvous()) {
+            if self.host(name).is_some_and(|h| h.kind != HostKind::Probe) {
                 return Err(invalid(
-                    format!("{what}: {name:?} runs a registry, not the probe agent"),
+                    format!("{what}: {name:?} runs a registry or a daemon, not the probe agent"),
                     "bind, send and registry requests run on probe hosts (no `kind`)",
                 ));
             }
@@ -564,9 +615,38 @@ impl Scenario {
         let mut tags: BTreeSet<&str> = BTreeSet::new();
         let mut identities: BTreeSet<&str> = BTreeSet::new();
         let mut replies: BTreeSet<&str> = BTreeSet::new();
+        let mut echoes: BTreeSet<&str> = BTreeSet::new();
         for (i, action) in self.actions.iter().enumerate() {
             let what = format!("action #{} ({})", i + 1, action.kind());
             action.check(&what)?;
+            for n in action.daemons() {
+                daemon(n, &what)?;
+            }
+            if let Action::Wait { echo: Some(t), .. } = action {
+                if !echoes.contains(t.as_str()) {
+                    return Err(invalid(
+                        format!("{what}: echo {t:?} is not started by an earlier action"),
+                        "`echo` in a wait names the tag of an earlier echo action",
+                    ));
+                }
+            }
+            if let Action::Echo {
+                tag, host, peer, ..
+            } = action
+            {
+                if host == peer {
+                    return Err(invalid(
+                        format!("{what}: a daemon echoing to itself crosses no network"),
+                        "name another daemon host as `peer`",
+                    ));
+                }
+                if !echoes.insert(tag) {
+                    return Err(invalid(
+                        format!("{what}: echo tag {tag:?} is used twice"),
+                        "give each echo its own tag",
+                    ));
+                }
+            }
             for n in action.hosts() {
                 probe(n, &what)?;
             }
@@ -616,7 +696,9 @@ impl Scenario {
                 self.check_adjacent(&between[0], &between[1], &what)?;
             }
             match action {
-                Action::Wait { duration, until } => {
+                Action::Wait {
+                    duration, until, ..
+                } => {
                     clock = match (duration, until) {
                         (Some(d), _) => clock + d.0,
                         (None, Some(u)) => clock.max(u.0),
@@ -702,6 +784,17 @@ impl Scenario {
             }
             for n in e.rendezvous() {
                 rendezvous(n, &what)?;
+            }
+            for n in e.daemons() {
+                daemon(n, &what)?;
+            }
+            if let Expectation::Echoed { tag } = e {
+                if !echoes.contains(tag.as_str()) {
+                    return Err(invalid(
+                        format!("{what} names echo {tag:?}, which no echo action tags"),
+                        "check the spelling against the `tag` of your echo actions",
+                    ));
+                }
             }
             for t in e.replies() {
                 if !replies.contains(t) {

@@ -77,7 +77,13 @@ pub(crate) async fn run(
                 let digest = r.as_ref().map(|r| r.registry.with_registry(digest));
                 lock(&reports.states).insert(name.clone(), digest);
             }
-            (Command::Bind { .. } | Command::Send { .. } | Command::Request(_), _) => {
+            (
+                Command::Bind { .. }
+                | Command::Send { .. }
+                | Command::Request(_)
+                | Command::Daemon(_),
+                _,
+            ) => {
                 lock(&reports.errors).push(format!("{name} runs a registry, not the probe agent"));
             }
         }

@@ -3,8 +3,10 @@
 use super::action::{Action, LinkSpec};
 use super::agent::{self, Command, Reports};
 use super::client::{Op, Request};
-use super::expect::{CheckResult, Evidence, Expectation};
-use super::{invalid, rendezvous, Scenario, ScenarioError};
+use super::daemon::{self, DaemonOp, DaemonRequest};
+use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
+use super::EchoResult;
+use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
 use pilot::net::MemStorage;
@@ -15,6 +17,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Bytes an `echo` sends unless it says otherwise.
+pub const DEFAULT_ECHO_BYTES: usize = 1024;
 
 /// Most simulation steps the runner waits at the end for registries to report their state.
 const INSPECT_STEPS: usize = 100;
@@ -103,8 +108,38 @@ pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String>
     Ok(SocketAddr::from((world.public_addr(id), port)))
 }
 
+/// Measurements of a run beyond pass and fail: daemon paths and echo timings.
+#[derive(Clone, Debug, Default)]
+pub struct Details {
+    paths: BTreeMap<(String, String), Option<PathKind>>,
+    echoes: Vec<EchoResult>,
+}
+
+impl Details {
+    /// The path daemon `host` used to `peer` at the end, if a `path` expectation asked.
+    pub fn path(&self, host: &str, peer: &str) -> Option<PathKind> {
+        self.paths
+            .get(&(host.to_string(), peer.to_string()))
+            .copied()
+            .flatten()
+    }
+
+    /// The echo tagged `tag`.
+    pub fn echo(&self, tag: &str) -> Option<&EchoResult> {
+        self.echoes.iter().find(|e| e.tag == tag)
+    }
+}
+
 /// Runs `scenario` with `seed` (or the scenario's own seed).
 pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioError> {
+    run_detailed(scenario, seed).map(|(outcome, _)| outcome)
+}
+
+/// Runs `scenario` like [`run`], and returns the measurements too.
+pub fn run_detailed(
+    scenario: &Scenario,
+    seed: Option<u64>,
+) -> Result<(Outcome, Details), ScenarioError> {
     // A scenario built in code has not been through `parse`: check it the same way.
     scenario.check_hosts()?;
     scenario.check_script()?;
@@ -137,6 +172,27 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
             storages.insert(host.name.clone(), spec.storage.clone());
             sim.host(host.name.as_str(), move || {
                 rendezvous::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
+            });
+        } else if host.kind == HostKind::Daemon {
+            let rdv = host
+                .registry
+                .as_deref()
+                .expect("checked: daemons name a registry");
+            let registry = registry_addr(&scenario, &world, rdv);
+            let beacon_port = scenario
+                .host(rdv)
+                .map(|h| h.beacon_port())
+                .unwrap_or_default();
+            let spec = daemon::Spec {
+                registry,
+                beacon: SocketAddr::new(registry.ip(), beacon_port),
+                public: host.public.unwrap_or(false),
+                storage: MemStorage::new(),
+                starts: Arc::default(),
+            };
+            storages.insert(host.name.clone(), spec.storage.clone());
+            sim.host(host.name.as_str(), move || {
+                daemon::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
             });
         } else {
             sim.host(host.name.as_str(), move || {
@@ -174,6 +230,9 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
     let observations = lock(&reports.observations).clone();
     let replies = lock(&reports.replies).clone();
     let states = lock(&reports.states).clone();
+    let daemon_info = lock(&reports.daemon_info).clone();
+    let node_ids = lock(&reports.identities).clone();
+    let echoes = lock(&reports.echoes).clone();
     let trace = world.trace().lines();
     let mut results = player.failures;
     results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
@@ -187,14 +246,28 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         states: &states,
         trace: &trace,
         world: &world,
+        daemon_info: &daemon_info,
+        node_ids: &node_ids,
+        echoes: &echoes,
     };
     results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
-    Ok(Outcome {
+    let mut details = Details {
+        echoes: echoes.clone(),
+        ..Details::default()
+    };
+    for e in &scenario.expectations {
+        if let Expectation::Path { host, peer, .. } = e {
+            let seen = observed_path(&evidence, host, peer);
+            details.paths.insert((host.clone(), peer.clone()), seen);
+        }
+    }
+    let outcome = Outcome {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         results,
         trace,
-    })
+    };
+    Ok((outcome, details))
 }
 
 /// Runs `scenario` with each seed of `seeds` in turn; returns the first outcome that fails,
@@ -310,17 +383,21 @@ impl Player {
             if let Expectation::SameState { hosts: h } = e {
                 hosts.extend(h.iter().cloned());
             }
+            if let Expectation::Path { host, .. } = e {
+                hosts.insert(host.clone());
+            }
         }
         hosts.retain(|h| !self.down.contains(h));
         for h in &hosts {
             // A closed inbox means the host stopped: it simply reports nothing.
             let _ = self.inboxes[h].send(Command::Inspect);
         }
+        let reported = |h: &String| {
+            lock(&self.reports.states).contains_key(h)
+                || lock(&self.reports.daemon_info).contains_key(h)
+        };
         for _ in 0..INSPECT_STEPS {
-            if hosts
-                .iter()
-                .all(|h| lock(&self.reports.states).contains_key(h))
-            {
+            if hosts.iter().all(reported) {
                 break;
             }
             self.sim
@@ -405,17 +482,54 @@ impl Player {
 
     fn play(&mut self, n: usize, action: &Action) -> Result<(), ScenarioError> {
         // Sends and requests do not change the world: they run at the next step, in order.
-        if !matches!(action, Action::Bind { .. } | Action::Send { .. })
-            && action.request().is_none()
-        {
+        let quiet = matches!(
+            action,
+            Action::Bind { .. }
+                | Action::Send { .. }
+                | Action::Handshake { .. }
+                | Action::Approve { .. }
+                | Action::Echo { .. }
+        );
+        if !quiet && action.request().is_none() {
             self.flush()?;
         }
         if let Some((host, request)) = self.request(n, action) {
             self.command(n, action, &host, Command::Request(request));
             return Ok(());
         }
+        let daemon_op = match action {
+            Action::Handshake { host, peer } => {
+                Some((host, None, DaemonOp::Handshake { peer: peer.clone() }))
+            }
+            Action::Approve { host, peer } => {
+                Some((host, None, DaemonOp::Approve { peer: peer.clone() }))
+            }
+            Action::Echo {
+                host,
+                peer,
+                bytes,
+                tag,
+            } => Some((
+                host,
+                Some(tag.clone()),
+                DaemonOp::Echo {
+                    peer: peer.clone(),
+                    bytes: bytes.unwrap_or(DEFAULT_ECHO_BYTES),
+                },
+            )),
+            _ => None,
+        };
+        if let Some((host, tag, op)) = daemon_op {
+            let request = DaemonRequest { action: n, tag, op };
+            self.command(n, action, host, Command::Daemon(request));
+            return Ok(());
+        }
         match action {
-            Action::Wait { duration, until } => {
+            Action::Wait {
+                duration,
+                until,
+                echo,
+            } => {
                 let target = match (duration, until) {
                     (Some(d), _) => self.clock + d.0,
                     (None, Some(u)) => u.0,
@@ -429,8 +543,24 @@ impl Player {
                     );
                     return Ok(());
                 }
-                self.step_until(target)?;
-                self.clock = target.max(self.clock);
+                match echo {
+                    Some(tag) => {
+                        // Time passes until the echo ends; later actions happen from then on.
+                        let ended =
+                            |p: &Player| lock(&p.reports.echoes).iter().any(|e| e.tag == *tag);
+                        while self.sim.elapsed() < target && !ended(self) {
+                            self.sim
+                                .step()
+                                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+                        }
+                        self.pending = false;
+                        self.clock = self.sim.elapsed().max(self.clock);
+                    }
+                    None => {
+                        self.step_until(target)?;
+                        self.clock = target.max(self.clock);
+                    }
+                }
             }
             Action::Bind { host, socket, port } => {
                 self.note(host, format!("bind {socket} port {port}"));
@@ -518,7 +648,10 @@ impl Player {
             | Action::Heartbeat { .. }
             | Action::RequestHandshake { .. }
             | Action::PollHandshakes { .. }
-            | Action::RespondHandshake { .. } => unreachable!("requests were handled above"),
+            | Action::RespondHandshake { .. }
+            | Action::Handshake { .. }
+            | Action::Approve { .. }
+            | Action::Echo { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }
