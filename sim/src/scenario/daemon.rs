@@ -31,6 +31,10 @@ pub(crate) struct Spec {
     pub registry: SocketAddr,
     /// The beacon's public address.
     pub beacon: SocketAddr,
+    /// A standby registry to fail over to.
+    pub standby: Option<SocketAddr>,
+    /// Heartbeat interval, if not the default.
+    pub keepalive: Option<Duration>,
     /// Resolvable by anyone.
     pub public: bool,
     /// Identity and trust, kept across restarts.
@@ -96,6 +100,10 @@ pub(crate) async fn run(
     ));
     let mut config = DaemonConfig::new(spec.registry);
     config.beacon = Some(spec.beacon);
+    config.standby_registry = spec.standby;
+    if let Some(k) = spec.keepalive {
+        config.keepalive = k;
+    }
     config.public = spec.public;
     config.identity = Some("identity.json".to_string());
     let daemon = match start(net.clone(), spec.storage.clone(), SimClock, rng, config).await {
@@ -110,7 +118,11 @@ pub(crate) async fn run(
     note(
         &net,
         &name,
-        format!("daemon up as node {}", handle.node_id()),
+        format!(
+            "daemon up as node {} (start {})",
+            handle.node_id(),
+            start_no + 1
+        ),
     );
     let (ops, mut queue) = tokio::sync::mpsc::unbounded_channel::<DaemonRequest>();
     // Operations run one after another, in script order, beside the command loop.

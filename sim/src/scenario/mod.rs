@@ -128,6 +128,11 @@ pub struct HostSpec {
     pub registry: Option<String>,
     /// Daemon hosts: resolvable by anyone (`-public`; default `false`).
     pub public: Option<bool>,
+    /// Daemon hosts: a standby rendezvous host to fail over to.
+    pub standby_registry: Option<String>,
+    /// Daemon hosts: heartbeat interval (`-keepalive`, default 30 s); three missed heartbeats
+    /// make the daemon register again, against the standby if the primary is gone.
+    pub keepalive: Option<Dur>,
 }
 
 /// The software a host runs.
@@ -189,6 +194,8 @@ impl HostSpec {
         let daemon_only = [
             ("registry", self.registry.is_some()),
             ("public", self.public.is_some()),
+            ("standby_registry", self.standby_registry.is_some()),
+            ("keepalive", self.keepalive.is_some()),
         ];
         if self.kind != HostKind::Daemon {
             if let Some((field, _)) = daemon_only.iter().find(|(_, set)| *set) {
@@ -198,15 +205,17 @@ impl HostSpec {
                 ));
             }
         } else {
-            let ok = self.registry.as_deref().is_some_and(|r| {
+            let is_rdv = |r: &str| {
                 scenario
                     .hosts
                     .iter()
                     .any(|h| h.name == r && h.kind.is_rendezvous())
-            });
+            };
+            let ok = self.registry.as_deref().is_some_and(is_rdv)
+                && self.standby_registry.as_deref().is_none_or(is_rdv);
             if !ok {
                 return Err(invalid(
-                    format!("{what}: a daemon needs `registry`, the name of a rendezvous host"),
+                    format!("{what}: a daemon needs `registry` (and any `standby_registry`) to name rendezvous hosts"),
                     format!(
                         "rendezvous hosts: {}",
                         scenario.rendezvous_names().join(", ")

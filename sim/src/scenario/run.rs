@@ -186,6 +186,11 @@ pub fn run_detailed(
             let spec = daemon::Spec {
                 registry,
                 beacon: SocketAddr::new(registry.ip(), beacon_port),
+                keepalive: host.keepalive.map(|k| k.0),
+                standby: host
+                    .standby_registry
+                    .as_deref()
+                    .map(|s| registry_addr(&scenario, &world, s)),
                 public: host.public.unwrap_or(false),
                 storage: MemStorage::new(),
                 starts: Arc::default(),
