@@ -144,10 +144,14 @@ fn ctl_fails(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn two_daemons_driven_by_pilotctl() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (registry, beacon, _stop) = runtime.block_on(async {
+type Servers = (
+    pilot::registry::server::ServerHandle<SystemClock>,
+    SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+);
+
+fn rendezvous(runtime: &tokio::runtime::Runtime) -> Servers {
+    runtime.block_on(async {
         let listener = TokioNet
             .bind_tcp("127.0.0.1:0".parse().unwrap())
             .await
@@ -173,7 +177,13 @@ fn two_daemons_driven_by_pilotctl() {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(beacon.run(stopped));
         (registry, addr, stop)
-    });
+    })
+}
+
+#[test]
+fn two_daemons_driven_by_pilotctl() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, beacon, _stop) = rendezvous(&runtime);
     let dir = tempfile::tempdir().unwrap();
     let mut a = daemon(dir.path(), "a", registry.local_addr(), beacon);
     let mut b = daemon(dir.path(), "b", registry.local_addr(), beacon);
@@ -238,4 +248,135 @@ fn two_daemons_driven_by_pilotctl() {
     let status = b.proc.child.wait().unwrap();
     assert!(status.success());
     assert!(!b.socket.exists());
+}
+
+/// Kills whatever the PID file names when the test ends, so a failure leaks no process.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[test]
+fn pilotctl_daemon_start_status_stop() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, beacon, _stop) = rendezvous(&runtime);
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("d.sock");
+    let _guard = KillOnDrop(home.path().join(".pilot").join("pilot.pid"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pilotctl"))
+            .env("HOME", home.path())
+            .env("PILOT_DAEMON_BIN", env!("CARGO_BIN_EXE_pilot-daemon"))
+            .env("PILOT_SOCKET", &socket)
+            .env_remove("RUST_LOG")
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let registry = registry.local_addr().to_string();
+    let beacon = beacon.to_string();
+    let start = [
+        "daemon",
+        "start",
+        "--registry",
+        &registry,
+        "--beacon",
+        &beacon,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let out = run(&start);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        started["data"]["node_id"].as_u64().unwrap() > 0,
+        "{started}"
+    );
+    // The identity went where pilotctl asked, private to the user.
+    let identity = home.path().join(".pilot").join("identity.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = run(&["daemon", "status"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["data"]["responsive"], true, "{status}");
+    assert_eq!(status["data"]["node_id"], started["data"]["node_id"]);
+
+    let again = run(&start);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already_exists"));
+
+    let out = run(&["daemon", "stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(stopped["data"]["forced"], true, "{stopped}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn bad_flags_and_config_are_clear_errors() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pilot-daemon"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
+
+    let out = run(&["-config", "/nonexistent/pilot.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        r#"{"registry_tls": true, "registry": "127.0.0.1:9"}"#,
+    )
+    .unwrap();
+    let out = run(&["-config", config.to_str().unwrap(), "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-registry-tls needs -registry-fingerprint")
+    );
+
+    let out = run(&["-registry", "not an address", "-identity", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-registry"));
+
+    let out = run(&[
+        "-keepalive",
+        "soon",
+        "-registry",
+        "127.0.0.1:9",
+        "-identity",
+        "",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-keepalive"));
 }

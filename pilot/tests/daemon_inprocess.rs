@@ -127,3 +127,94 @@ async fn restart_keeps_node_id_and_trust() {
         b"again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_standby_registry() {
+    let primary = Rendezvous::start().await;
+    let standby = Rendezvous::start().await;
+    let mut config = primary.config();
+    config.standby_registry = Some(standby.registry.local_addr());
+    config.keepalive = std::time::Duration::from_millis(100);
+    let daemon = primary.daemon_with(21, config, MemStorage::new()).await;
+    let Rendezvous { registry, .. } = primary;
+    registry.shutdown().await;
+    // Heartbeats fail, the link moves to the standby, and the daemon registers there.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        standby.registry.wait_until(|r| !r.data().nodes.is_empty()),
+    )
+    .await
+    .expect("the daemon never registered with the standby");
+    let info = daemon.handle.info().await.unwrap();
+    assert!(info["node_id"].as_u64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_clears_the_request_on_both_sides() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(31).await;
+    let b = rv.daemon(32).await;
+    let (an, bn) = (a.handle.node_id(), b.handle.node_id());
+    let mut a_changes = a.handle.trust_changes();
+    a.handle
+        .handshake(HandshakeCommand::Send {
+            node: bn,
+            justification: "please".into(),
+        })
+        .await
+        .unwrap();
+    a_changes.borrow_and_update();
+    wait_trust(&b.handle, |p, _| lists(p, "pending", an)).await;
+    b.handle
+        .handshake(HandshakeCommand::Reject {
+            node: an,
+            reason: "no".into(),
+        })
+        .await
+        .unwrap();
+    let pending = b.handle.handshake(HandshakeCommand::Pending).await.unwrap();
+    assert!(!lists(&pending, "pending", an));
+    // A hears the rejection (its outgoing request is cleared and persisted).
+    within(a_changes.changed()).await.unwrap();
+    let trusted = a.handle.handshake(HandshakeCommand::Trusted).await.unwrap();
+    assert!(!lists(&trusted, "trusted", bn));
+    // An approval that was never asked for changes nothing.
+    let approved = b
+        .handle
+        .handshake(HandshakeCommand::Approve { node: an })
+        .await
+        .unwrap();
+    assert_eq!(approved["status"], "approved");
+    let trusted = b.handle.handshake(HandshakeCommand::Trusted).await.unwrap();
+    assert!(!lists(&trusted, "trusted", an));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_fin_to_peers() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(41).await;
+    let b = rv.daemon(42).await;
+    make_trust(&a.handle, &b.handle).await;
+    let mut server = b.handle.session(ClientOptions::default()).await.unwrap();
+    server.listen(6000).await.unwrap();
+    let client = a.handle.session(ClientOptions::default()).await.unwrap();
+    let conn = within(client.dial(b.handle.address(), 6000)).await.unwrap();
+    client.send(conn, b"last words".to_vec());
+    let accepted = loop {
+        if let ClientEvent::Accept { conn, .. } = within(server.next_event()).await.unwrap() {
+            break conn;
+        }
+    };
+    a.handle.shutdown().await;
+    // B gets the data, then the end of the stream: a FIN, not a silent timeout.
+    let mut got = Vec::new();
+    loop {
+        match within(server.next_event()).await.unwrap() {
+            ClientEvent::Recv { conn, data } if conn == accepted => got.extend_from_slice(&data),
+            ClientEvent::Closed { conn } if conn == accepted => break,
+            _ => {}
+        }
+    }
+    assert_eq!(got, b"last words");
+    within(a.task).await.unwrap();
+}

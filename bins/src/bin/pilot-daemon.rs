@@ -276,7 +276,17 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Every flag is long, so `-anything` is `--anything`: an unknown one is then reported by
+    // its name instead of as a cluster of short flags.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os()
+        .enumerate()
+        .map(|(i, a)| match a.to_str() {
+            Some(t) if i > 0 && t.len() > 2 && t.starts_with('-') && !t.starts_with("--") => {
+                format!("-{t}").into()
+            }
+            _ => a,
+        })
+        .collect();
     let argv = match prepare_args(argv, FLAGS, &[]) {
         Ok(a) => a,
         Err(e) => {

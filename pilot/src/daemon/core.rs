@@ -173,7 +173,12 @@ impl DaemonCore {
         }
         for id in c.conns {
             self.conns.remove(&id);
-            self.dials.remove(&id);
+            if let Some(token) = self.dials.remove(&id) {
+                self.outputs.push_back(Output::DialDone {
+                    token,
+                    result: Err("dial: client disconnected".into()),
+                });
+            }
             self.endpoint
                 .with_connection(id, now, |conn| conn.close(now));
         }
