@@ -82,7 +82,7 @@ async fn run() {
             .await
             .unwrap()
             .node_id;
-        c.request(obj(
+        c.request(&obj(
             json!({"type":"set_visibility","node_id":id,"public":true,
             "signature":sign(&format!("set_visibility:{id}"))}),
         ))
@@ -116,7 +116,7 @@ async fn run() {
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
             while !done.load(Ordering::Relaxed) {
-                c.request(script[i % script.len()].clone()).await.unwrap();
+                c.request(&script[i % script.len()]).await.unwrap();
                 count.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }

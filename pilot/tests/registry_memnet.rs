@@ -316,3 +316,67 @@ async fn same_story_same_bytes() {
     assert_eq!(first.1, second.1, "snapshots differ byte for byte");
     assert!(first.0.iter().any(|l| l.contains("hello")));
 }
+
+async fn get(net: &MemNet, addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = net.connect_tcp(addr).await.unwrap();
+    // Every request claims to come from loopback; only the TCP peer may count.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nX-Real-IP: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Q-27b: `/api/stats` walks the nodes at most once per second.
+#[tokio::test(start_paused = true)]
+async fn stats_are_cached_for_a_second() {
+    let net = MemNet::new();
+    let server_net = net.host([10, 0, 0, 1]);
+    let listener = server_net
+        .bind_tcp("0.0.0.0:9000".parse().unwrap())
+        .await
+        .unwrap();
+    let web = server_net
+        .bind_tcp("0.0.0.0:8080".parse().unwrap())
+        .await
+        .unwrap();
+    let web_addr = web.local_addr().unwrap();
+    let clock = FixedClock::starting_at(1_735_689_600);
+    let server = serve(
+        server_net,
+        listener,
+        MemStorage::new(),
+        clock,
+        ServerConfig::default(),
+    )
+    .await
+    .unwrap();
+    server.serve_http(web);
+    let browser = net.host([198, 51, 100, 1]);
+    assert!(get(&browser, web_addr, "/api/stats")
+        .await
+        .contains("\"total_nodes\":0"));
+    let mut c = Client::new(net.host([192, 0, 2, 1]), server.local_addr());
+    c.register(
+        &STANDARD.encode(sk(1).verifying_key().to_bytes()),
+        "",
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(get(&browser, web_addr, "/api/stats")
+        .await
+        .contains("\"total_nodes\":0"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(get(&browser, web_addr, "/api/stats")
+        .await
+        .contains("\"total_nodes\":1"));
+    // A remote peer gets no metrics, whatever headers it sends.
+    assert!(get(&browser, web_addr, "/metrics")
+        .await
+        .starts_with("HTTP/1.1 403"));
+    server.shutdown().await;
+}

@@ -610,3 +610,47 @@ fn quirk_proof_of_possession_locks_the_endpoint() {
         Some("203.0.113.77:4001".parse().unwrap())
     );
 }
+
+/// The honest Go direct flow (services.md §6.5 rules 9 and 11): the request went peer to peer;
+/// B approves (report_trust, then a background respond_handshake, which is refused because A
+/// never asked through the registry), A receives B's direct accept and reports: trust forms.
+#[test]
+fn go_direct_flow_forms_trust() {
+    let mut h = Harness::new();
+    let (a, b) = (h.register(1), h.register(2));
+    let r = h.ok(json!({"type":"report_trust","node_id":b,"peer_id":a,"signature":sig(2,"report_trust:2:1")}));
+    assert_eq!(r["trusted"], false);
+    h.err(json!({"type":"respond_handshake","node_id":b,"peer_id":a,"accept":true,"signature":sig(2,"respond:2:1")}));
+    let r = h.ok(json!({"type":"report_trust","node_id":a,"peer_id":b,"signature":sig(1,"report_trust:1:2")}));
+    assert_eq!(r["trusted"], true);
+    h.ok(json!({"type":"resolve","node_id":b,"requester_id":a,"signature":sig(1,"resolve:1:2")}));
+    h.ok(json!({"type":"resolve","node_id":a,"requester_id":b,"signature":sig(2,"resolve:2:1")}));
+    // Either side revoking removes it for both (§6.13).
+    h.ok(json!({"type":"revoke_trust","node_id":a,"peer_id":b,"signature":sig(1,"revoke_trust:1:2")}));
+    h.err(json!({"type":"resolve","node_id":a,"requester_id":b,"signature":sig(2,"resolve:2:1")}));
+    // After a revocation, one side's old wish does not silently bring the pair back.
+    let r = h.ok(json!({"type":"report_trust","node_id":b,"peer_id":a,"signature":sig(2,"report_trust:2:1")}));
+    assert_eq!(r["trusted"], false);
+}
+
+/// Mutual auto-approval through the relay (rules 6 and 16): both sent requests; each side's
+/// accept answers the other's ask.
+#[test]
+fn go_mutual_relay_flow_forms_trust() {
+    let mut h = Harness::new();
+    let (a, b) = (h.register(1), h.register(2));
+    h.ok(json!({"type":"request_handshake","from_node_id":a,"to_node_id":b,"justification":"","signature":sig(1,"handshake:1:2")}));
+    h.ok(json!({"type":"request_handshake","from_node_id":b,"to_node_id":a,"justification":"","signature":sig(2,"handshake:2:1")}));
+    // The two wishes already form the pair; the accepts are still answered and delivered.
+    h.ok(json!({"type":"resolve","node_id":b,"requester_id":a,"signature":sig(1,"resolve:1:2")}));
+    h.ok(json!({"type":"respond_handshake","node_id":b,"peer_id":a,"accept":true,"signature":sig(2,"respond:2:1")}));
+    h.ok(json!({"type":"respond_handshake","node_id":a,"peer_id":b,"accept":true,"signature":sig(1,"respond:1:2")}));
+    let r =
+        h.ok(json!({"type":"poll_handshakes","node_id":a,"signature":sig(1,"poll_handshakes:1")}));
+    assert_eq!(r["responses"][0]["from_node_id"], 2);
+    assert_eq!(
+        r["requests"],
+        json!([]),
+        "the answered request was taken back"
+    );
+}

@@ -127,7 +127,7 @@ async fn hostile_connections_are_dropped_and_others_served() {
     let mut bad = serde_json::Map::new();
     bad.insert("type".into(), "heartbeat".into());
     bad.insert("node_id".into(), "one".into());
-    assert!(a.request(bad).await.is_err());
+    assert!(a.request(&bad).await.is_err());
     a.heartbeat(ida).await.unwrap();
     server.shutdown().await;
 }
@@ -261,9 +261,9 @@ async fn standby_follows_catches_up_after_partition_and_promotes() {
     let mut promote = serde_json::Map::new();
     promote.insert("type".into(), "promote".into());
     promote.insert("admin_token".into(), "wrong".into());
-    assert!(s.request(promote.clone()).await.is_err());
+    assert!(s.request(&promote).await.is_err());
     promote.insert("admin_token".into(), "admin".into());
-    s.request(promote).await.unwrap();
+    s.request(&promote).await.unwrap();
     let (_, idc) = client(standby.local_addr(), 3).await;
     assert!(idc > idb, "IDs continue from the replicated counter");
     primary.shutdown().await;
@@ -277,7 +277,7 @@ async fn replication_refuses_bad_tokens() {
     let mut req = serde_json::Map::new();
     req.insert("type".into(), "subscribe_replication".into());
     req.insert("token".into(), "wrong".into());
-    let e = c.request(req).await.unwrap_err().to_string();
+    let e = c.request(&req).await.unwrap_err().to_string();
     assert!(e.contains("invalid replication token"), "{e}");
     server.shutdown().await;
 }

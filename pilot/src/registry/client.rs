@@ -196,8 +196,8 @@ impl<N: Network> Client<N> {
     }
 
     /// Sends one request and returns the reply; an `error` reply is [`ClientError::Registry`].
-    pub async fn request(&mut self, request: Object) -> Result<Object, ClientError> {
-        let bytes = frame::encode(&request);
+    pub async fn request(&mut self, request: &Object) -> Result<Object, ClientError> {
+        let bytes = frame::encode(request);
         let reply = match self.exchange(&bytes).await {
             Ok(r) => r,
             Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -247,7 +247,7 @@ impl<N: Network> Client<N> {
         if !hostname.is_empty() {
             req["hostname"] = json!(hostname);
         }
-        let r = self.request(Self::plain(req)).await?;
+        let r = self.request(&Self::plain(req)).await?;
         let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
         Ok(Registration {
             node_id: u32_field(&r, "node_id")?,
@@ -278,7 +278,7 @@ impl<N: Network> Client<N> {
             req["hostname"] = json!(hostname);
         }
         let req = self.signed(req, &format!("register:{public_key}:{now_unix_secs}"));
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
         Ok(Registration {
             node_id: u32_field(&r, "node_id")?,
@@ -294,7 +294,7 @@ impl<N: Network> Client<N> {
             json!({"type":"heartbeat","node_id":node_id}),
             &format!("heartbeat:{node_id}"),
         );
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         r.get("time")
             .and_then(Value::as_u64)
             .ok_or(ClientError::Malformed("time"))
@@ -302,7 +302,7 @@ impl<N: Network> Client<N> {
 
     /// Looks a node up (no authentication); returns the reply object.
     pub async fn lookup(&mut self, node_id: u32) -> Result<Object, ClientError> {
-        self.request(Self::plain(json!({"type":"lookup","node_id":node_id})))
+        self.request(&Self::plain(json!({"type":"lookup","node_id":node_id})))
             .await
     }
 
@@ -316,7 +316,7 @@ impl<N: Network> Client<N> {
             json!({"type":"resolve","node_id":node_id,"requester_id":requester_id}),
             &format!("resolve:{requester_id}:{node_id}"),
         );
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         r.get("real_addr")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -329,7 +329,7 @@ impl<N: Network> Client<N> {
             json!({"type":"set_visibility","node_id":node_id,"public":public}),
             &format!("set_visibility:{node_id}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Sets (or, with "", clears) the hostname.
@@ -338,7 +338,7 @@ impl<N: Network> Client<N> {
             json!({"type":"set_hostname","node_id":node_id,"hostname":hostname}),
             &format!("set_hostname:{node_id}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Replaces the tags; returns them normalised.
@@ -351,7 +351,7 @@ impl<N: Network> Client<N> {
             json!({"type":"set_tags","node_id":node_id,"tags":tags}),
             &format!("set_tags:{node_id}"),
         );
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         Ok(r.get("tags")
             .and_then(Value::as_array)
             .map(|a| {
@@ -369,7 +369,7 @@ impl<N: Network> Client<N> {
             json!({"type":"set_task_exec","node_id":node_id,"enabled":enabled}),
             &format!("set_task_exec:{node_id}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Reports that `node_id` trusts `peer_id`; true once both sides agree.
@@ -378,7 +378,7 @@ impl<N: Network> Client<N> {
             json!({"type":"report_trust","node_id":node_id,"peer_id":peer_id}),
             &format!("report_trust:{node_id}:{peer_id}"),
         );
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         Ok(r.get("trusted").and_then(Value::as_bool).unwrap_or(true))
     }
 
@@ -388,7 +388,7 @@ impl<N: Network> Client<N> {
             json!({"type":"revoke_trust","node_id":node_id,"peer_id":peer_id}),
             &format!("revoke_trust:{node_id}:{peer_id}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Relays a handshake request to `to`.
@@ -402,7 +402,7 @@ impl<N: Network> Client<N> {
             json!({"type":"request_handshake","from_node_id":from,"to_node_id":to,"justification":justification}),
             &format!("handshake:{from}:{to}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Takes the node's queued relayed requests and responses.
@@ -411,7 +411,7 @@ impl<N: Network> Client<N> {
             json!({"type":"poll_handshakes","node_id":node_id}),
             &format!("poll_handshakes:{node_id}"),
         );
-        let r = self.request(req).await?;
+        let r = self.request(&req).await?;
         let list = |k: &'static str| {
             r.get(k)
                 .and_then(Value::as_array)
@@ -440,7 +440,7 @@ impl<N: Network> Client<N> {
             json!({"type":"respond_handshake","node_id":node_id,"peer_id":peer_id,"accept":accept}),
             &format!("respond:{node_id}:{peer_id}"),
         );
-        self.request(req).await.map(drop)
+        self.request(&req).await.map(drop)
     }
 
     /// Turns this client's connection into a push stream of relayed handshakes for `node_id`
@@ -453,7 +453,7 @@ impl<N: Network> Client<N> {
             json!({"type":"subscribe_handshakes","node_id":node_id}),
             &format!("subscribe_handshakes:{node_id}"),
         );
-        self.request(req).await?;
+        self.request(&req).await?;
         let stream = self.conn.take().ok_or(ClientError::Closed)?;
         Ok(HandshakeStream { stream })
     }

@@ -92,7 +92,15 @@ pub(crate) fn route<C: WallClock>(
     match path {
         "/" => Response::new(200, "text/html; charset=utf-8", INDEX.to_string()),
         "/api/stats" => {
-            let body = metrics::stats(&shared.lock().reg, now).to_string();
+            let mut cache = shared.stats_cache.lock().unwrap_or_else(|e| e.into_inner());
+            let body = match cache.as_ref() {
+                Some((at, body)) if now.saturating_sub(*at) < 1000 => body.clone(),
+                _ => {
+                    let body = metrics::stats(&shared.lock().reg, now).to_string();
+                    *cache = Some((now, body.clone()));
+                    body
+                }
+            };
             let mut r = Response::new(200, "application/json", body);
             r.headers.push(("Access-Control-Allow-Origin", "*"));
             r

@@ -19,6 +19,7 @@ pub mod model;
 pub mod persist;
 pub mod ratelimit;
 pub mod replication;
+pub mod reply;
 pub mod request;
 pub mod rfc3339;
 pub mod server;

@@ -5,12 +5,14 @@
 //! reply. Handlers validate everything first, then build changes and apply them through
 //! [`Data::apply`], the same function a restart replays.
 
-use super::auth::{decode_key, AuthError, Verifier};
 use super::frame::Object;
 use super::hostname::{normalize_tags, validate_hostname};
 use super::model::{pair, Change, Data, HsRequest, HsResponse, Node, StoredNode, MAX_REQUESTS};
 use super::ratelimit::{Class, RateLimiter, Rates};
+pub use super::reply::error_reply;
+use super::reply::{addr_text, address, event, polo_reply, reply, request_entry, response_entry};
 use super::request::{Kind, Request};
+use crate::registry::auth::{decode_key, AuthError, Verifier};
 use crate::wire::Addr;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +21,8 @@ use std::net::{IpAddr, SocketAddr};
 /// Settings of a registry.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Operator token for `set_polo_score` / any `update_polo_score`; none disables both paths.
+    /// Operator token: `set_polo_score`, `update_polo_score` on any node, `promote`. None
+    /// disables those (a node can still update its own score with its signature).
     pub admin_token: Option<String>,
     /// Token beacons must present in `beacon_register`; none = open (as in the reference).
     pub beacon_token: Option<String>,
@@ -138,20 +141,6 @@ pub struct Registry {
     started_ms: u64,
 }
 
-fn reply(kind: &str) -> Object {
-    let mut o = Object::new();
-    o.insert("type".into(), Value::String(format!("{kind}_ok")));
-    o
-}
-
-/// An error reply: `{"type":"error","error":text}` (§4.4, with the specific reason: Q-6).
-pub fn error_reply(text: &str) -> Object {
-    let mut o = Object::new();
-    o.insert("type".into(), json!("error"));
-    o.insert("error".into(), json!(text));
-    o
-}
-
 fn not_found(id: u32) -> String {
     format!("node {id}: node not found")
 }
@@ -182,9 +171,8 @@ fn real_addr(peer: SocketAddr, listen_addr: &str) -> SocketAddr {
     }
 }
 
-fn address(id: u32) -> String {
-    Addr::backbone(id).to_string()
-}
+mod identity;
+mod relay;
 
 impl Registry {
     /// An empty registry started at `now_ms`.
@@ -761,253 +749,6 @@ impl Registry {
             .retain(|_, b| now_ms.saturating_sub(b.seen_ms) <= ttl);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn register(
-        &mut self,
-        public_key: &str,
-        listen_addr: &str,
-        owner: &str,
-        hostname: &str,
-        proof: Proof<'_>,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-    ) -> HResult {
-        let key = decode_key(public_key);
-        let known = key.and_then(|k| self.data.key_idx.get(&k).copied());
-        let class = if known.is_some() {
-            Class::Reregistration
-        } else {
-            Class::NewRegistration
-        };
-        let ip = ctx.peer.ip();
-        if !self.limiter.allow(class, ip, ctx.now_ms) {
-            return Err(format!("rate limited: too many registrations from {ip}"));
-        }
-        if public_key.is_empty() {
-            return Err("registration requires public_key".into());
-        }
-        let mut hostname_error = None;
-        let mut hostname = hostname;
-        if !hostname.is_empty() {
-            if let Err(e) = validate_hostname(hostname) {
-                hostname_error = Some(e);
-                hostname = "";
-            }
-        }
-        let key = key.ok_or("invalid public_key: must be base64 of 32 bytes")?;
-        let proven = self.check_proof(&key, public_key, &proof, known, ctx)?;
-        let addr = real_addr(ctx.peer, listen_addr);
-        let owner_box = (!owner.is_empty()).then(|| Box::from(owner));
-
-        let id = match known {
-            Some(id) => {
-                let mut node = match self.data.nodes.get(&id) {
-                    // Live: only the endpoint and freshness move. Q-5: without proof of
-                    // possession a known key may not change the owner or anything else.
-                    Some(n) if !n.dormant => n.clone(),
-                    // Dormant (reaped): comes back with its attributes, private until the
-                    // daemon sets its visibility again, as after any registration.
-                    Some(n) => {
-                        let mut n = n.clone();
-                        n.dormant = false;
-                        n.public = false;
-                        n
-                    }
-                    // Deregistered: a fresh record under the same ID (§7.2 case 2).
-                    None => {
-                        let owner = owner_box
-                            .clone()
-                            .filter(|o| self.data.owner_idx.get(o).is_none_or(|x| *x == id));
-                        if let Some(o) = &owner {
-                            if !self.data.owner_idx.contains_key(o) {
-                                self.apply(
-                                    out,
-                                    Change::Owner {
-                                        owner: o.to_string(),
-                                        id,
-                                    },
-                                );
-                            }
-                        }
-                        Node::fresh(key, owner, ctx.now_ms)
-                    }
-                };
-                let unchanged =
-                    self.data.nodes.get(&id) == Some(&node) && node.real_addr == Some(addr);
-                if let Some(ts) = proven {
-                    node.proven_at = ts;
-                    // Proof of possession may bind an owner to a node that has none.
-                    if node.owner.is_none() {
-                        if let Some(o) = owner_box.clone() {
-                            if !self.data.owner_idx.contains_key(&o) {
-                                self.apply(
-                                    out,
-                                    Change::Owner {
-                                        owner: o.to_string(),
-                                        id,
-                                    },
-                                );
-                                node.owner = Some(o);
-                            }
-                        }
-                    }
-                }
-                let unchanged = unchanged && proven.is_none();
-                node.real_addr = Some(addr);
-                node.last_seen_ms = ctx.now_ms;
-                if unchanged {
-                    // A daemon coming back with the same endpoint: only freshness moves, and
-                    // freshness is not persisted (a restart grants a grace period instead).
-                    if let Some(n) = self.data.nodes.get_mut(&id) {
-                        n.last_seen_ms = n.last_seen_ms.max(ctx.now_ms);
-                    }
-                } else {
-                    self.put_node(out, id, &node);
-                }
-                id
-            }
-            None => {
-                // an owner label already bound to a node proves nothing, so it never moves
-                // that node to a new key. The new key gets a new node, without the owner.
-                let owner = owner_box.filter(|o| !self.data.owner_idx.contains_key(o));
-                let id = self.data.next_node;
-                let next = id.checked_add(1).ok_or("node IDs exhausted")?;
-                self.apply(out, Change::NextNode { next });
-                self.apply(
-                    out,
-                    Change::Key {
-                        key: super::auth::encode_key(&key),
-                        id: Some(id),
-                    },
-                );
-                if let Some(o) = &owner {
-                    self.apply(
-                        out,
-                        Change::Owner {
-                            owner: o.to_string(),
-                            id,
-                        },
-                    );
-                }
-                let mut node = Node::fresh(key, owner, ctx.now_ms);
-                node.real_addr = Some(addr);
-                node.proven_at = proven.unwrap_or(0);
-                self.put_node(out, id, &node);
-                id
-            }
-        };
-
-        let mut applied = None;
-        if !hostname.is_empty() {
-            let holder = self.data.host_idx.get(hostname).copied();
-            if holder.is_none() || holder == Some(id) {
-                let mut node = self.live(id)?.clone();
-                if node.hostname.as_deref() != Some(hostname) {
-                    node.hostname = Some(Box::from(hostname));
-                    self.put_node(out, id, &node);
-                }
-                applied = Some(hostname);
-            }
-        }
-        self.counters.registrations += 1;
-        let mut r = reply("register");
-        r.insert("node_id".into(), json!(id));
-        r.insert("network_id".into(), json!(0));
-        r.insert("address".into(), json!(address(id)));
-        r.insert("public_key".into(), json!(public_key));
-        if let Some(h) = applied {
-            r.insert("hostname".into(), json!(h));
-        }
-        if let Some(e) = hostname_error {
-            r.insert("hostname_error".into(), json!(e));
-        }
-        Ok(r)
-    }
-
-    /// Checks the optional proof of possession of a registration (our extension, Q-5):
-    /// Ed25519 by the registered key over `register:<public_key>:<timestamp>`, the timestamp
-    /// within 5 minutes of the registry's clock and newer than the last one accepted (so a
-    /// captured request cannot be replayed). A node that proved possession once may not
-    /// register unsigned again. Returns the accepted timestamp.
-    fn check_proof(
-        &mut self,
-        key: &[u8; 32],
-        public_key: &str,
-        proof: &Proof<'_>,
-        known: Option<u32>,
-        ctx: &Ctx,
-    ) -> Result<Option<u64>, String> {
-        let last = known
-            .and_then(|id| self.data.nodes.get(&id))
-            .map_or(0, |n| n.proven_at);
-        if proof.signature.is_empty() {
-            if last > 0 {
-                return Err(format!(
-                    "node {} registers with proof of possession: unsigned registration refused",
-                    known.unwrap_or(0)
-                ));
-            }
-            return Ok(None);
-        }
-        let now_s = ctx.now_ms / 1000;
-        if proof.timestamp.abs_diff(now_s) > PROOF_WINDOW_SECS {
-            return Err(format!(
-                "register: timestamp {} is not within {PROOF_WINDOW_SECS} s of the registry's clock ({now_s})",
-                proof.timestamp
-            ));
-        }
-        if proof.timestamp <= last {
-            return Err("register: signature replayed or older than the last registration".into());
-        }
-        let challenge = format!("register:{public_key}:{}", proof.timestamp);
-        self.verifier
-            .verify(key, &challenge, proof.signature)
-            .map_err(|e| auth_err("register", e))?;
-        Ok(Some(proof.timestamp))
-    }
-
-    fn rotate_key(
-        &mut self,
-        id: u32,
-        signature: &str,
-        new_key: &str,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-    ) -> HResult {
-        if signature.is_empty() {
-            return Err("rotate_key requires a signature".into());
-        }
-        if new_key.is_empty() {
-            return Err("rotate_key requires new_public_key".into());
-        }
-        let key =
-            decode_key(new_key).ok_or("invalid new_public_key: must be base64 of 32 bytes")?;
-        self.verify(id, &format!("rotate:{id}"), signature)?;
-        if let Some(other) = self.data.key_idx.get(&key) {
-            if *other != id {
-                return Err(format!("public key already belongs to node {other}"));
-            }
-        }
-        let mut node = self.live(id)?.clone();
-        let old = super::auth::encode_key(&node.key);
-        self.apply(out, Change::Key { key: old, id: None });
-        self.apply(
-            out,
-            Change::Key {
-                key: new_key.to_string(),
-                id: Some(id),
-            },
-        );
-        node.key = key;
-        node.last_seen_ms = ctx.now_ms;
-        self.put_node(out, id, &node);
-        let mut r = reply("rotate_key");
-        r.insert("node_id".into(), json!(id));
-        r.insert("address".into(), json!(address(id)));
-        r.insert("public_key".into(), json!(new_key));
-        Ok(r)
-    }
-
     fn lookup(&self, id: u32) -> HResult {
         let n = self.live(id)?;
         let mut nets = vec![0u16];
@@ -1016,7 +757,10 @@ impl Registry {
         r.insert("node_id".into(), json!(id));
         r.insert("address".into(), json!(address(id)));
         r.insert("networks".into(), json!(nets));
-        r.insert("public_key".into(), json!(super::auth::encode_key(&n.key)));
+        r.insert(
+            "public_key".into(),
+            json!(crate::registry::auth::encode_key(&n.key)),
+        );
         r.insert("public".into(), json!(n.public));
         r.insert("polo_score".into(), json!(n.polo));
         if let Some(h) = &n.hostname {
@@ -1032,331 +776,6 @@ impl Registry {
             r.insert("real_addr".into(), json!(addr_text(n.real_addr)));
         }
         Ok(r)
-    }
-
-    fn pending_room(
-        &self,
-        map: &BTreeMap<(u32, u32), u64>,
-        to: u32,
-        from: u32,
-    ) -> Result<(), String> {
-        if map.contains_key(&(to, from)) || Data::count_to(map, to) < self.cfg.max_pending_per_node
-        {
-            Ok(())
-        } else {
-            Err(format!("too many pending trust requests for node {to}"))
-        }
-    }
-
-    /// a trust pair needs both sides. A report records a wish; the pair forms when the
-    /// peer wishes too (its own report, its handshake request, or its accepting response).
-    fn report_trust(
-        &mut self,
-        a: u32,
-        b: u32,
-        signature: &str,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-    ) -> HResult {
-        self.verify(a, &format!("report_trust:{a}:{b}"), signature)?;
-        self.live(b)?;
-        self.counters.trust_reports += 1;
-        let trusted = self.wish(a, b, ctx, out)?;
-        let mut r = reply("report_trust");
-        r.insert("trusted".into(), json!(trusted));
-        Ok(r)
-    }
-
-    /// Records that `from` wants trust with `to`; forms the pair if `to` wants it too.
-    /// Returns whether the pair exists afterwards.
-    fn wish(
-        &mut self,
-        from: u32,
-        to: u32,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-    ) -> Result<bool, String> {
-        let (a, b) = pair(from, to);
-        if self.data.trust.contains(&(a, b)) {
-            return Ok(true);
-        }
-        if from == to || self.data.intents.contains_key(&(from, to)) {
-            self.apply(out, Change::Trust { a, b, on: true });
-            self.apply(
-                out,
-                Change::Intent {
-                    from: to,
-                    to: from,
-                    until_ms: None,
-                },
-            );
-            self.apply(
-                out,
-                Change::Intent {
-                    from,
-                    to,
-                    until_ms: None,
-                },
-            );
-            return Ok(true);
-        }
-        self.pending_room(&self.data.intents, to, from)?;
-        self.apply(
-            out,
-            Change::Intent {
-                from,
-                to,
-                until_ms: Some(ctx.now_ms + self.cfg.relay_ttl_ms),
-            },
-        );
-        Ok(false)
-    }
-
-    fn forget_wishes(&mut self, out: &mut Vec<Change>, x: u32, y: u32) {
-        for (from, to) in [(x, y), (y, x)] {
-            if self.data.intents.contains_key(&(to, from)) {
-                self.apply(
-                    out,
-                    Change::Intent {
-                        from,
-                        to,
-                        until_ms: None,
-                    },
-                );
-            }
-            if self.data.asks.contains_key(&(to, from)) {
-                self.apply(
-                    out,
-                    Change::Ask {
-                        from,
-                        to,
-                        until_ms: None,
-                    },
-                );
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn request_handshake(
-        &mut self,
-        from: u32,
-        to: u32,
-        justification: &str,
-        signature: &str,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-        pushes: &mut Vec<Push>,
-    ) -> HResult {
-        self.verify(from, &format!("handshake:{from}:{to}"), signature)?;
-        self.live(to)?;
-        let queued = self.data.inbox.get(&to).map(|i| &i.requests);
-        if queued.is_some_and(|q| q.iter().any(|e| e.from == from)) {
-            return Err(format!(
-                "handshake request from {from} already pending for {to}"
-            ));
-        }
-        if queued.is_some_and(|q| q.len() >= MAX_REQUESTS) {
-            return Err(format!("handshake inbox of node {to} is full"));
-        }
-        self.pending_room(&self.data.asks, to, from)?;
-        let until = ctx.now_ms + self.cfg.relay_ttl_ms;
-        self.apply(
-            out,
-            Change::Ask {
-                from,
-                to,
-                until_ms: Some(until),
-            },
-        );
-        if !self.data.trust.contains(&pair(from, to)) {
-            self.wish(from, to, ctx, out)?;
-        }
-        let entry = HsRequest {
-            from,
-            justification: justification.to_string(),
-            at_ms: ctx.now_ms,
-        };
-        if self.subscribed.contains_key(&to) {
-            pushes.push(Push {
-                to,
-                event: event("handshake_request", request_entry(&entry), entry.at_ms),
-            });
-        } else {
-            self.apply(out, Change::Request { to, entry });
-        }
-        self.counters.handshake_requests += 1;
-        let mut r = reply("request_handshake");
-        r.insert("status".into(), json!("delivered"));
-        Ok(r)
-    }
-
-    /// a response is accepted only for a request the peer actually made (and still has
-    /// outstanding); the accept then forms the pair, since both sides have now agreed.
-    #[allow(clippy::too_many_arguments)]
-    fn respond_handshake(
-        &mut self,
-        b: u32,
-        a: u32,
-        accept: bool,
-        signature: &str,
-        ctx: &Ctx,
-        out: &mut Vec<Change>,
-        pushes: &mut Vec<Push>,
-    ) -> HResult {
-        self.verify(b, &format!("respond:{b}:{a}"), signature)?;
-        self.live(a)?;
-        if !self.data.asks.contains_key(&(b, a)) {
-            return Err(format!(
-                "no pending handshake request from node {a} to node {b}"
-            ));
-        }
-        self.apply(
-            out,
-            Change::Ask {
-                from: a,
-                to: b,
-                until_ms: None,
-            },
-        );
-        // Take back an undelivered request: it has been answered.
-        if let Some(inbox) = self.data.inbox.get(&b) {
-            if inbox.requests.iter().any(|e| e.from == a) {
-                let mut keep = inbox.clone();
-                keep.requests.retain(|e| e.from != a);
-                self.apply(out, Change::Drain { node: b });
-                for entry in keep.requests {
-                    self.apply(out, Change::Request { to: b, entry });
-                }
-                for entry in keep.responses {
-                    self.apply(out, Change::Response { to: b, entry });
-                }
-            }
-        }
-        if accept {
-            let (x, y) = pair(a, b);
-            if !self.data.trust.contains(&(x, y)) {
-                self.apply(
-                    out,
-                    Change::Trust {
-                        a: x,
-                        b: y,
-                        on: true,
-                    },
-                );
-            }
-            self.forget_intents(out, a, b);
-        } else {
-            self.forget_intents(out, a, b);
-        }
-        let entry = HsResponse {
-            from: b,
-            accept,
-            at_ms: ctx.now_ms,
-        };
-        if self.subscribed.contains_key(&a) {
-            pushes.push(Push {
-                to: a,
-                event: event("handshake_response", response_entry(&entry), entry.at_ms),
-            });
-        } else {
-            self.apply(out, Change::Response { to: a, entry });
-        }
-        let mut r = reply("respond_handshake");
-        r.insert("accept".into(), json!(accept));
-        r.insert("peer_id".into(), json!(a));
-        Ok(r)
-    }
-
-    fn forget_intents(&mut self, out: &mut Vec<Change>, x: u32, y: u32) {
-        for (from, to) in [(x, y), (y, x)] {
-            if self.data.intents.contains_key(&(to, from)) {
-                self.apply(
-                    out,
-                    Change::Intent {
-                        from,
-                        to,
-                        until_ms: None,
-                    },
-                );
-            }
-        }
-    }
-
-    fn flush_to_subscriber(&mut self, node: u32, out: &mut Vec<Change>, pushes: &mut Vec<Push>) {
-        let Some(inbox) = self.data.inbox.get(&node).cloned() else {
-            return;
-        };
-        self.apply(out, Change::Drain { node });
-        for e in &inbox.requests {
-            pushes.push(Push {
-                to: node,
-                event: event("handshake_request", request_entry(e), e.at_ms),
-            });
-        }
-        for e in &inbox.responses {
-            pushes.push(Push {
-                to: node,
-                event: event("handshake_response", response_entry(e), e.at_ms),
-            });
-        }
-    }
-
-    /// A subscription stream of `node` ended.
-    pub fn unsubscribe(&mut self, node: u32) {
-        if let Some(n) = self.subscribed.get_mut(&node) {
-            *n -= 1;
-            if *n == 0 {
-                self.subscribed.remove(&node);
-            }
-        }
-    }
-
-    /// Puts back pushed events that could not be written (the stream broke), so the node gets
-    /// them by its next poll or subscription.
-    pub fn requeue(&mut self, events: &[Push]) -> Vec<Change> {
-        let mut out = Vec::new();
-        for p in events {
-            let at_ms = p
-                .event
-                .get("timestamp_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let from = p
-                .event
-                .get("from_node_id")
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32;
-            let change = match p.event.get("type").and_then(Value::as_str) {
-                Some("handshake_request") => Change::Request {
-                    to: p.to,
-                    entry: HsRequest {
-                        from,
-                        justification: p
-                            .event
-                            .get("justification")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        at_ms,
-                    },
-                },
-                _ => Change::Response {
-                    to: p.to,
-                    entry: HsResponse {
-                        from,
-                        accept: p
-                            .event
-                            .get("accept")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                        at_ms,
-                    },
-                },
-            };
-            self.apply(&mut out, change);
-        }
-        out
     }
 
     /// The maintenance tick (§7.5): reap stale nodes (they turn dormant), release hostnames
@@ -1444,35 +863,4 @@ fn standby_allowed(kind: Kind) -> bool {
             | Kind::Promote
             | Kind::Unknown
     )
-}
-
-fn addr_text(addr: Option<SocketAddr>) -> String {
-    addr.map(|a| a.to_string()).unwrap_or_default()
-}
-
-fn polo_reply(kind: &str, id: u32, score: i64) -> Object {
-    let mut r = reply(kind);
-    r.insert("node_id".into(), json!(id));
-    r.insert("address".into(), json!(address(id)));
-    r.insert("polo_score".into(), json!(score));
-    r
-}
-
-fn request_entry(e: &HsRequest) -> Value {
-    json!({"from_node_id": e.from, "justification": e.justification, "timestamp": e.at_ms / 1000})
-}
-
-fn response_entry(e: &HsResponse) -> Value {
-    json!({"from_node_id": e.from, "accept": e.accept, "timestamp": e.at_ms / 1000})
-}
-
-/// A push event: the queue entry's fields plus `type` and the exact `timestamp_ms` (so a
-/// failed push can be re-queued unchanged).
-fn event(kind: &str, entry: Value, at_ms: u64) -> Object {
-    let Value::Object(mut o) = entry else {
-        return Object::new();
-    };
-    o.insert("type".into(), json!(kind));
-    o.insert("timestamp_ms".into(), json!(at_ms));
-    o
 }

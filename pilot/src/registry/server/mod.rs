@@ -24,6 +24,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 
+mod commit;
+mod conn;
+
+use commit::committer;
+use conn::accept_loop;
+
 /// Settings of the server around the state machine.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -156,6 +162,9 @@ pub(crate) struct Shared<C> {
     pub hub: ReplicationHub,
     shutdown: watch::Receiver<bool>,
     durations: Mutex<Durations>,
+    /// The last `/api/stats` document and when it was made (Q-27b: at most one walk over all
+    /// nodes per second, however often it is requested).
+    pub stats_cache: Mutex<Option<(u64, String)>>,
 }
 
 impl<C: WallClock> Shared<C> {
@@ -353,6 +362,7 @@ where
         clock,
         hub: ReplicationHub::default(),
         durations: Mutex::new(Durations::default()),
+        stats_cache: Mutex::new(None),
         cfg,
         shutdown: shutdown_rx,
     });
@@ -400,140 +410,6 @@ where
     Ok(handle)
 }
 
-async fn committer<S: Storage, C: WallClock>(
-    shared: Arc<Shared<C>>,
-    mut store: Store<S>,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    durable: watch::Sender<Durable>,
-    _done: mpsc::Sender<()>,
-) {
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        let first = tokio::select! {
-            biased;
-            p = rx.recv() => match p { Some(p) => p, None => break },
-            _ = stopped(&mut shutdown) => break,
-        };
-        let mut batch = vec![first];
-        while let Ok(p) = rx.try_recv() {
-            batch.push(p);
-        }
-        if !commit_batch(&shared, &mut store, &batch, &durable) {
-            return;
-        }
-        // Deliver pushes only now that what they announce is durable; put back what could
-        // not be delivered.
-        let requeue = deliver(&shared, &batch);
-        if !requeue.is_empty() {
-            let mut locked = shared.lock();
-            let changes = locked.reg.requeue(&requeue);
-            shared.submit(&mut locked, changes, Vec::new());
-        }
-        if store.needs_compaction() && !compact(&shared, &mut store, &mut rx, &durable) {
-            return;
-        }
-    }
-    // Shutdown: whatever is still queued, then a final snapshot.
-    let mut rest = Vec::new();
-    while let Ok(p) = rx.try_recv() {
-        rest.push(p);
-    }
-    if !rest.is_empty() && !commit_batch(&shared, &mut store, &rest, &durable) {
-        return;
-    }
-    compact(&shared, &mut store, &mut rx, &durable);
-}
-
-fn commit_batch<S: Storage, C: WallClock>(
-    shared: &Shared<C>,
-    store: &mut Store<S>,
-    batch: &[Pending],
-    durable: &watch::Sender<Durable>,
-) -> bool {
-    let changes: Vec<_> = batch
-        .iter()
-        .flat_map(|p| p.changes.iter().cloned())
-        .collect();
-    let last = batch.iter().map(|p| p.ticket).max().unwrap_or(0);
-    match store.commit(&changes) {
-        Ok(()) => {
-            // One publication per ticket: a standby that subscribed at ticket T must skip
-            // exactly the batches its snapshot already holds.
-            for p in batch {
-                shared.hub.publish(p.ticket, &p.changes);
-            }
-            durable.send_replace(Durable::Upto(last));
-            true
-        }
-        Err(e) => {
-            // Nothing acknowledged is lost; nothing more can be acknowledged.
-            tracing::error!(error = %e, "registry storage failed; refusing further changes");
-            durable.send_replace(Durable::Failed);
-            false
-        }
-    }
-}
-
-fn compact<S: Storage, C: WallClock>(
-    shared: &Shared<C>,
-    store: &mut Store<S>,
-    rx: &mut mpsc::UnboundedReceiver<Pending>,
-    durable: &watch::Sender<Durable>,
-) -> bool {
-    // Under the lock every applied change is already in the channel: commit those, then the
-    // snapshot matches the log position exactly.
-    let bytes = {
-        let locked = shared.lock();
-        let mut late = Vec::new();
-        while let Ok(p) = rx.try_recv() {
-            late.push(p);
-        }
-        if !late.is_empty() {
-            if !commit_batch(shared, store, &late, durable) {
-                return false;
-            }
-            // Their pushes go out with the snapshot's release below.
-            drop(locked);
-            deliver(shared, &late);
-            return compact(shared, store, rx, durable);
-        }
-        Snapshot::from_data(locked.reg.data(), store.seq()).to_bytes()
-    };
-    if let Err(e) = blocking(|| store.compact_bytes(bytes)) {
-        tracing::error!(error = %e, "registry snapshot failed; refusing further changes");
-        durable.send_replace(Durable::Failed);
-        return false;
-    }
-    true
-}
-
-/// Runs a blocking storage call. On a multi-threaded runtime the worker hands its other tasks
-/// away first, so an fsync does not stall request handling; on a current-thread runtime (the
-/// simulator) it runs inline, which keeps the run deterministic.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
-/// Sends each push to its node's live streams; returns those no stream took.
-fn deliver<C>(shared: &Shared<C>, batch: &[Pending]) -> Vec<Push> {
-    let mut undelivered = Vec::new();
-    let mut subs = shared.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-    for push in batch.iter().flat_map(|p| &p.pushes) {
-        let streams = subs.entry(push.to).or_default();
-        streams.retain(|tx| !tx.is_closed());
-        match streams.first() {
-            Some(tx) if tx.send(push.event.clone()).is_ok() => {}
-            _ => undelivered.push(push.clone()),
-        }
-    }
-    subs.retain(|_, v| !v.is_empty());
-    undelivered
-}
-
 async fn ticker<C: WallClock>(shared: Arc<Shared<C>>, _done: mpsc::Sender<()>) {
     let mut shutdown = shared.shutdown.clone();
     let mut interval = tokio::time::interval(shared.cfg.tick);
@@ -547,256 +423,6 @@ async fn ticker<C: WallClock>(shared: Arc<Shared<C>>, _done: mpsc::Sender<()>) {
         let now = shared.now_ms();
         let mut locked = shared.lock();
         let changes = locked.reg.tick(now);
-        shared.submit(&mut locked, changes, Vec::new());
-    }
-}
-
-async fn accept_loop<N: Network, C: WallClock>(
-    _net: N,
-    listener: N::Listener,
-    shared: Arc<Shared<C>>,
-    acceptor: Option<TlsAcceptor>,
-    done: mpsc::Sender<()>,
-) {
-    let mut shutdown = shared.shutdown.clone();
-    let mut errors = 0u32;
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stopped(&mut shutdown) => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => {
-                errors = 0;
-                x
-            }
-            Err(e) => {
-                errors += 1;
-                tracing::warn!(error = %e, errors, "registry accept failed");
-                if errors >= 10 {
-                    tracing::error!("registry listener gave up after 10 consecutive errors");
-                    return;
-                }
-                let pause =
-                    Duration::from_millis(100 * u64::from(errors)).min(Duration::from_secs(2));
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-        };
-        let Some(guard) = ConnGuard::admit(&shared, peer) else {
-            continue;
-        };
-        let shared = shared.clone();
-        let done = done.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            match acceptor {
-                None => connection(&shared, stream, peer).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(tls)) => connection(&shared, tls, peer).await,
-                        _ => tracing::debug!(%peer, "TLS handshake failed"),
-                    }
-                }
-            }
-            drop(guard);
-            drop(done);
-        });
-    }
-}
-
-/// Counts a connection against its source's and the global cap while it lives.
-struct ConnGuard<C> {
-    shared: Arc<Shared<C>>,
-    key: u128,
-}
-
-impl<C: WallClock> ConnGuard<C> {
-    fn admit(shared: &Arc<Shared<C>>, peer: SocketAddr) -> Option<Self> {
-        let now = shared.now_ms();
-        if !shared.lock().reg.allow_connection(peer.ip(), now) {
-            tracing::debug!(%peer, "connection refused: rate limited");
-            return None;
-        }
-        let key = source_key(peer.ip());
-        let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = conns.values().sum();
-        let mine = conns.entry(key).or_default();
-        if *mine >= shared.cfg.max_conns_per_source || total >= shared.cfg.max_conns {
-            tracing::debug!(%peer, "connection refused: too many open connections");
-            return None;
-        }
-        *mine += 1;
-        Some(ConnGuard {
-            shared: shared.clone(),
-            key,
-        })
-    }
-}
-
-impl<C> Drop for ConnGuard<C> {
-    fn drop(&mut self) {
-        let mut conns = self.shared.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = conns.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                conns.remove(&self.key);
-            }
-        }
-    }
-}
-
-/// Reads one frame within the idle timeout; `None` ends the connection.
-async fn next_frame<R: AsyncRead + Unpin, C>(shared: &Shared<C>, stream: &mut R) -> Option<Object> {
-    let mut shutdown = shared.shutdown.clone();
-    tokio::select! {
-        biased;
-        _ = stopped(&mut shutdown) => None,
-        r = tokio::time::timeout(shared.cfg.idle_timeout, frame::read_frame(stream, MAX_FRAME)) => match r {
-            Ok(Ok(Some(obj))) => Some(obj),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "registry connection dropped: bad frame");
-                None
-            }
-            _ => None,
-        },
-    }
-}
-
-async fn connection<T, C>(shared: &Arc<Shared<C>>, stream: T, peer: SocketAddr)
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    C: WallClock,
-{
-    // Buffered reads: a frame's prefix and body usually arrive in one system call.
-    let mut stream = tokio::io::BufReader::new(stream);
-    let mut first = true;
-    while let Some(obj) = next_frame(shared, &mut stream).await {
-        let kind = Kind::from_type(obj.get("type").and_then(Value::as_str).unwrap_or(""));
-        if kind == Kind::SubscribeReplication && first {
-            replication::serve_subscriber(shared, stream, &obj).await;
-            return;
-        }
-        first = false;
-        let started = tokio::time::Instant::now();
-        let ctx = Ctx {
-            peer,
-            now_ms: shared.now_ms(),
-        };
-        let (reply, ticket) = {
-            let mut locked = shared.lock();
-            let out = locked.reg.handle_frame(&obj, &ctx);
-            // Register the push stream before the queued events are handed over, so none can
-            // slip past it.
-            let sub = (kind == Kind::SubscribeHandshakes && out.reply.get("error").is_none()).then(
-                || {
-                    let node = obj.get("node_id").and_then(Value::as_u64).unwrap_or(0) as u32;
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    shared
-                        .subscribers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(node)
-                        .or_default()
-                        .insert(0, tx);
-                    (node, rx)
-                },
-            );
-            if kind == Kind::Promote && out.reply.get("error").is_none() {
-                shared.hub.stop_following();
-            }
-            let wait = if out.changes.is_empty() && out.pushes.is_empty() {
-                locked.read_ticket(&obj, &out.reply)
-            } else {
-                shared.submit(&mut locked, out.changes, out.pushes);
-                locked.ticket
-            };
-            (out.reply, (wait, sub))
-        };
-        let (ticket, sub) = ticket;
-        let reply = if shared.durable(ticket).await {
-            reply
-        } else {
-            error_reply("storage failure: the change could not be made durable")
-        };
-        shared
-            .durations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .observe(kind, started.elapsed().as_secs_f64());
-        let wrote = frame::write_encoded(&mut stream, &frame::encode(&reply))
-            .await
-            .is_ok();
-        if let Some((node, rx)) = sub {
-            if wrote {
-                push_stream(shared, stream, node, rx).await;
-            } else {
-                end_subscription(shared, node, rx, Vec::new());
-            }
-            return;
-        }
-        if !wrote {
-            return;
-        }
-    }
-}
-
-/// A subscribed connection: events flow out; the client only closes it.
-async fn push_stream<T, C>(
-    shared: &Arc<Shared<C>>,
-    stream: T,
-    node: u32,
-    mut rx: mpsc::UnboundedReceiver<Object>,
-) where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    C: WallClock,
-{
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut shutdown = shared.shutdown.clone();
-    let mut lost = Vec::new();
-    let mut probe = [0u8; 1];
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped(&mut shutdown) => break,
-            event = rx.recv() => match event {
-                Some(event) => {
-                    if frame::write_encoded(&mut writer, &frame::encode(&event)).await.is_err() {
-                        lost.push(event);
-                        break;
-                    }
-                }
-                None => break,
-            },
-            // Anything the client sends (or its EOF) ends the stream.
-            _ = tokio::io::AsyncReadExt::read(&mut reader, &mut probe) => break,
-        }
-    }
-    end_subscription(shared, node, rx, lost);
-}
-
-/// Ends a push stream: events it did not write go back to the node's queues.
-fn end_subscription<C: WallClock>(
-    shared: &Shared<C>,
-    node: u32,
-    mut rx: mpsc::UnboundedReceiver<Object>,
-    mut lost: Vec<Object>,
-) {
-    rx.close();
-    while let Ok(event) = rx.try_recv() {
-        lost.push(event);
-    }
-    let mut locked = shared.lock();
-    locked.reg.unsubscribe(node);
-    if !lost.is_empty() {
-        let pushes: Vec<Push> = lost
-            .into_iter()
-            .map(|event| Push { to: node, event })
-            .collect();
-        let changes = locked.reg.requeue(&pushes);
         shared.submit(&mut locked, changes, Vec::new());
     }
 }
