@@ -121,7 +121,7 @@ impl<N: Network> RegistryLink<N> {
             return Err(ClientError::Malformed("request"));
         };
         let (i, mut c) = self.take();
-        let r = c.request(object).await.map(Value::Object);
+        let r = c.request(&object).await.map(Value::Object);
         self.give(i, c, &r);
         r
     }

@@ -280,7 +280,7 @@ impl Session {
             .clients
             .entry((request.registry, identity.to_string()))
             .or_insert_with(|| Client::new(self.net.clone(), request.registry));
-        client.request(body).await.map_err(|e| match e {
+        client.request(&body).await.map_err(|e| match e {
             ClientError::Registry(text) => text,
             other => other.to_string(),
         })
