@@ -212,3 +212,36 @@ fn search_finds_the_seed_that_breaks_a_flaky_scenario() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("every run passed"));
 }
+
+#[test]
+fn matrix_writes_one_scenario_per_cell_and_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pilot_sim(&[
+        "matrix",
+        "--bytes",
+        "4096",
+        "--write",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 42, "{files:?}");
+    assert!(files.contains(&"matrix-symmetric-symmetric-loss5.toml".to_string()));
+    let cell = dir.path().join("matrix-symmetric-symmetric.toml");
+    let out = pilot_sim(&["run", cell.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("a reaches b relayed"), "{stdout}");
+    // A directory that does not exist is a clear error.
+    let out = pilot_sim(&["matrix", "--write", "/nonexistent/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
+}

@@ -7,6 +7,7 @@
 //! - [`nat`]: NAT boxes (RFC 4787): the sans-IO table and the running device.
 //! - [`trace`]: one canonical line per packet, translation and drop.
 //! - [`scenario`]: the scenario language and its runner.
+//! - [`matrix`]: the NAT matrix, one daemon-pair scenario per pair of presets.
 //!
 //! Determinism: time comes only from turmoil's clock, randomness only from ChaCha generators
 //! seeded from the scenario seed and host names, and every map whose order reaches output is a
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fabric;
+pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod scenario;

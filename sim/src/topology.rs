@@ -259,6 +259,18 @@ pub fn epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
 }
 
+/// The wall clock of simulated software: [`epoch`] plus turmoil's elapsed time. Unlike a
+/// `FixedClock` made at start-up, it keeps counting across a host's restarts, so a restarted
+/// registry sees the date move on rather than jump back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimClock;
+
+impl pilot::net::WallClock for SimClock {
+    fn now(&self) -> SystemTime {
+        epoch() + crate::trace::now()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,6 +191,11 @@ impl World {
         }
     }
 
+    /// The NAT box that connects network `net` to its outside (`None` for the internet).
+    pub fn gateway(&self, net: NetId) -> Option<NodeId> {
+        self.nets[net].gateway
+    }
+
     /// The address at which the internet sees `id`: its own if public, else its gateway's.
     pub fn public_addr(&self, id: NodeId) -> Ipv4Addr {
         let node = &self.nodes[id];

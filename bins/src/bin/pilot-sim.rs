@@ -3,6 +3,7 @@
 //! ```text
 //! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
 //! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0]
+//! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix]
 //! ```
 //!
 //! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
@@ -51,6 +52,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
+    /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
+    /// and prints it as a table.
+    Matrix {
+        /// Bytes moved through echo per pair.
+        #[arg(long, default_value_t = pilot_sim::matrix::FULL_TRANSFER)]
+        bytes: usize,
+        /// Writes each cell's scenario file into this directory instead of running them.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +74,48 @@ fn main() -> ExitCode {
             json,
         } => run(file, seed, trace, json),
         Command::Search { file, seeds, from } => search(file, from, seeds),
+        Command::Matrix { bytes, write } => matrix(bytes, write),
+    }
+}
+
+fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
+    use pilot_sim::matrix;
+    let cells: Vec<_> = matrix::pairs()
+        .into_iter()
+        .flat_map(|(a, b)| [(a, b, 0.0), (a, b, 0.05)])
+        .collect();
+    if let Some(dir) = write {
+        for (a, b, loss) in cells {
+            let path = dir.join(format!("{}.toml", matrix::name(a, b, loss)));
+            if let Err(e) = std::fs::write(&path, matrix::scenario_text(a, b, loss, bytes)) {
+                eprintln!(
+                    "error: cannot write {}: {e}\n  hint: create the directory first",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut rows = Vec::new();
+    for (a, b, loss) in cells {
+        match matrix::run_cell(a, b, loss, bytes) {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                eprintln!("error: {}: {e}", matrix::name(a, b, loss));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print!("{}", matrix::table(&rows));
+    let failed: Vec<_> = rows.iter().filter(|r| !r.outcome.passed()).collect();
+    for r in &failed {
+        print!("{}", r.outcome.summary());
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Action {
         duration: Option<Dur>,
         /// Until when.
         until: Option<Dur>,
+        /// Stop waiting as soon as the echo with this tag has ended (done or failed).
+        echo: Option<String>,
     },
     /// Stops a host's (or NAT box's) software; its sockets and mappings are lost.
     Crash {
@@ -65,6 +67,193 @@ pub enum Action {
     },
     /// Sets the faults of a link from now on (replacing earlier ones).
     SetLink(LinkSpec),
+    /// Starts the registry and beacon of a rendezvous host declared with `autostart = false`.
+    #[serde(alias = "registry_start")]
+    RegistryStart {
+        /// The rendezvous host.
+        host: String,
+    },
+    /// Crashes a rendezvous host: its software stops, and its storage keeps only what was
+    /// durable (as `crash` does to any rendezvous host).
+    #[serde(alias = "registry_crash")]
+    RegistryCrash {
+        /// The rendezvous host.
+        host: String,
+    },
+    /// Restarts a crashed rendezvous host: its registry reopens the same storage.
+    #[serde(alias = "registry_restart")]
+    RegistryRestart {
+        /// The rendezvous host.
+        host: String,
+    },
+    /// Promotes a standby's registry to primary: it stops following and accepts writes.
+    #[serde(alias = "registry_promote")]
+    Promote {
+        /// The standby host.
+        host: String,
+    },
+    /// Registers `identity` (a key drawn from the scenario seed, the host and the identity
+    /// name) from `host`, through its NATs, with the registry on `registry`.
+    Register {
+        /// The client host (a probe host).
+        host: String,
+        /// The rendezvous host whose registry to ask.
+        registry: String,
+        /// The identity's name (default: the host's name).
+        identity: Option<String>,
+        /// The UDP port of `listen_addr` (default 4000): the registry records the TCP peer's
+        /// address with this port.
+        port: Option<u16>,
+        /// A hostname to claim.
+        hostname: Option<String>,
+        /// An owner label.
+        owner: Option<String>,
+        /// Names the reply for expectations.
+        tag: Option<String>,
+    },
+    /// Asks for `target`'s endpoint on behalf of `identity` (signed).
+    Resolve {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The requester (default: the host's name).
+        identity: Option<String>,
+        /// The identity resolved.
+        target: String,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Looks `target` up (no authentication).
+    Lookup {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity looked up.
+        target: String,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Makes `identity`'s node public or private (signed).
+    SetVisibility {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity (default: the host's name).
+        identity: Option<String>,
+        /// Public (`true`) or private.
+        public: bool,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Reports that `identity` trusts `peer` (signed); a pair forms when both sides report.
+    ReportTrust {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity (default: the host's name).
+        identity: Option<String>,
+        /// The identity trusted.
+        peer: String,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Asks `peer` for trust through the registry's relay (signed); also a trust wish.
+    RequestHandshake {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The requester (default: the host's name).
+        identity: Option<String>,
+        /// The identity asked.
+        peer: String,
+        /// Why (shown to the peer).
+        justification: Option<String>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Takes `identity`'s queued relayed requests and responses (signed).
+    PollHandshakes {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity (default: the host's name).
+        identity: Option<String>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Answers `peer`'s relayed request (signed); accepting forms the trust pair.
+    RespondHandshake {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity answering (default: the host's name).
+        identity: Option<String>,
+        /// The identity that asked.
+        peer: String,
+        /// Accept (default) or refuse.
+        accept: Option<bool>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+    /// Daemon `host` asks daemon `peer` for trust (the trust handshake, port 444).
+    Handshake {
+        /// The daemon host asking.
+        host: String,
+        /// The daemon host asked.
+        peer: String,
+    },
+    /// Daemon `host` approves `peer`'s request once it has arrived.
+    Approve {
+        /// The daemon host approving.
+        host: String,
+        /// The daemon host that asked.
+        peer: String,
+    },
+    /// Daemon `host` sends `bytes` to `peer`'s echo service (port 7) and reads them back,
+    /// timing the first byte and the whole exchange.
+    Echo {
+        /// The daemon host sending.
+        host: String,
+        /// The daemon host echoing.
+        peer: String,
+        /// How many bytes (default 1024).
+        bytes: Option<usize>,
+        /// Names the exchange for expectations.
+        tag: String,
+    },
+    /// Heartbeats `identity`'s node (signed).
+    Heartbeat {
+        /// The client host.
+        host: String,
+        /// The rendezvous host.
+        registry: String,
+        /// The identity (default: the host's name).
+        identity: Option<String>,
+        /// Names the reply.
+        tag: Option<String>,
+    },
+}
+
+/// The parts every registry request shares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestParts<'a> {
+    /// The client host.
+    pub host: &'a str,
+    /// The rendezvous host asked.
+    pub registry: &'a str,
+    /// The identity acting (for `lookup`, none).
+    pub identity: Option<&'a str>,
+    /// The identities the request names besides its own.
+    pub others: [Option<&'a str>; 1],
+    /// The reply's tag.
+    pub tag: Option<&'a str>,
 }
 
 /// Faults on the link between two nodes that exchange traffic directly (a host and its NAT
@@ -135,14 +324,141 @@ impl Action {
             Action::Partition { .. } => "partition",
             Action::Heal { .. } => "heal",
             Action::SetLink(_) => "set-link",
+            Action::RegistryStart { .. } => "registry-start",
+            Action::RegistryCrash { .. } => "registry-crash",
+            Action::RegistryRestart { .. } => "registry-restart",
+            Action::Promote { .. } => "promote",
+            Action::Register { .. } => "register",
+            Action::Resolve { .. } => "resolve",
+            Action::Lookup { .. } => "lookup",
+            Action::SetVisibility { .. } => "set-visibility",
+            Action::ReportTrust { .. } => "report-trust",
+            Action::Heartbeat { .. } => "heartbeat",
+            Action::RequestHandshake { .. } => "request-handshake",
+            Action::Handshake { .. } => "handshake",
+            Action::Approve { .. } => "approve",
+            Action::Echo { .. } => "echo",
+            Action::PollHandshakes { .. } => "poll-handshakes",
+            Action::RespondHandshake { .. } => "respond-handshake",
         }
     }
 
-    /// Names that must be hosts (not NAT boxes).
+    /// The shared parts of a registry request; `None` for other actions.
+    pub(crate) fn request(&self) -> Option<RequestParts<'_>> {
+        fn parts<'a>(
+            host: &'a str,
+            registry: &'a str,
+            identity: &'a Option<String>,
+            other: Option<&'a String>,
+            tag: &'a Option<String>,
+        ) -> RequestParts<'a> {
+            RequestParts {
+                host,
+                registry,
+                identity: Some(identity.as_deref().unwrap_or(host)),
+                others: [other.map(String::as_str)],
+                tag: tag.as_deref(),
+            }
+        }
+        Some(match self {
+            Action::Register {
+                host,
+                registry,
+                identity,
+                tag,
+                ..
+            }
+            | Action::SetVisibility {
+                host,
+                registry,
+                identity,
+                tag,
+                ..
+            }
+            | Action::Heartbeat {
+                host,
+                registry,
+                identity,
+                tag,
+            }
+            | Action::PollHandshakes {
+                host,
+                registry,
+                identity,
+                tag,
+            } => parts(host, registry, identity, None, tag),
+            Action::RequestHandshake {
+                host,
+                registry,
+                identity,
+                peer,
+                tag,
+                ..
+            }
+            | Action::RespondHandshake {
+                host,
+                registry,
+                identity,
+                peer,
+                tag,
+                ..
+            } => parts(host, registry, identity, Some(peer), tag),
+            Action::Resolve {
+                host,
+                registry,
+                identity,
+                target,
+                tag,
+            } => parts(host, registry, identity, Some(target), tag),
+            Action::ReportTrust {
+                host,
+                registry,
+                identity,
+                peer,
+                tag,
+            } => parts(host, registry, identity, Some(peer), tag),
+            Action::Lookup {
+                host,
+                registry,
+                target,
+                tag,
+            } => RequestParts {
+                host,
+                registry,
+                identity: None,
+                others: [Some(target)],
+                tag: tag.as_deref(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Names that must be probe hosts (not NAT boxes, not rendezvous servers).
     pub(super) fn hosts(&self) -> Vec<&str> {
         match self {
             Action::Bind { host, .. } => vec![host],
+            _ => self.request().map(|r| vec![r.host]).unwrap_or_default(),
+        }
+    }
+
+    /// Names that must be daemon hosts.
+    pub(super) fn daemons(&self) -> Vec<&str> {
+        match self {
+            Action::Handshake { host, peer }
+            | Action::Approve { host, peer }
+            | Action::Echo { host, peer, .. } => vec![host, peer],
             _ => vec![],
+        }
+    }
+
+    /// Names that must be rendezvous (or standby) hosts.
+    pub(super) fn rendezvous(&self) -> Vec<&str> {
+        match self {
+            Action::RegistryStart { host }
+            | Action::RegistryCrash { host }
+            | Action::RegistryRestart { host }
+            | Action::Promote { host } => vec![host],
+            _ => self.request().map(|r| vec![r.registry]).unwrap_or_default(),
         }
     }
 
@@ -177,12 +493,12 @@ impl Action {
                 }
                 Ok(())
             }
-            Action::Wait { duration, until } if duration.is_some() == until.is_some() => {
-                Err(invalid(
-                    format!("{what}: give exactly one of `for` and `until`"),
-                    "for = \"100ms\" waits that long; until = \"35s\" waits until that time",
-                ))
-            }
+            Action::Wait {
+                duration, until, ..
+            } if duration.is_some() == until.is_some() => Err(invalid(
+                format!("{what}: give exactly one of `for` and `until`"),
+                "for = \"100ms\" waits that long; until = \"35s\" waits until that time",
+            )),
             Action::Partition { between, .. } | Action::Heal { between }
                 if between[0] == between[1] =>
             {

@@ -1,8 +1,9 @@
-//! The probe agent: the software of every scenario host. It binds UDP sockets and sends
-//! probes on the runner's command, through the host's [`SimNet`], and records every datagram
-//! its sockets receive.
+//! The probe agent: the software of every probe host. It binds UDP sockets and sends probes on
+//! the runner's command, through the host's [`SimNet`], records every datagram its sockets
+//! receive, and hands registry requests to the host's client ([`super::client`]).
 
-use super::expect::Observation;
+use super::client;
+use super::expect::{Observation, Reply};
 use crate::net::{SimNet, SimUdpSocket};
 use crate::trace;
 use crate::world::lock;
@@ -24,13 +25,34 @@ pub(crate) enum Command {
         to: SocketAddr,
         tag: String,
     },
+    /// A registry request (probe hosts).
+    Request(client::Request),
+    /// Start the registry and beacon (rendezvous hosts).
+    Start,
+    /// Promote the standby registry (standby hosts).
+    Promote,
+    /// Report a digest of the registry's directory (rendezvous hosts) or the daemon's info
+    /// (daemon hosts).
+    Inspect,
+    /// A daemon operation (daemon hosts).
+    Daemon(super::daemon::DaemonRequest),
 }
 
-/// What all agents report back.
+/// What all hosts report back.
 #[derive(Debug, Default)]
 pub(crate) struct Reports {
     pub observations: Mutex<Vec<Observation>>,
     pub errors: Mutex<Vec<String>>,
+    /// Registry replies, in arrival order.
+    pub replies: Mutex<Vec<Reply>>,
+    /// Identity name to the node ID of its last successful registration.
+    pub identities: Mutex<BTreeMap<String, u32>>,
+    /// Rendezvous host to its directory digest, when asked (`None`: not running).
+    pub states: Mutex<BTreeMap<String, Option<String>>>,
+    /// Daemon host to its info document, when asked.
+    pub daemon_info: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Echo exchanges, in completion order.
+    pub echoes: Mutex<Vec<super::daemon::EchoResult>>,
 }
 
 /// The commands of one host; they outlive its crashes, so the restarted agent takes them over.
@@ -41,8 +63,17 @@ pub(crate) async fn run(net: SimNet, commands: Commands, reports: Arc<Reports>) 
     let name = net.world().node(net.node()).name.clone();
     let mut commands = commands.lock().await;
     let mut sockets: BTreeMap<String, Arc<SimUdpSocket>> = BTreeMap::new();
+    let (requests, queue) = mpsc::unbounded_channel();
+    tokio::spawn(client::run(net.clone(), queue, reports.clone()));
     while let Some(command) = commands.recv().await {
         match command {
+            Command::Request(r) => {
+                // The client task lives as long as this incarnation, which is still running.
+                let _ = requests.send(r);
+            }
+            Command::Start | Command::Promote | Command::Inspect | Command::Daemon(_) => {
+                lock(&reports.errors).push(format!("{name} runs no registry and no daemon"));
+            }
             Command::Bind { socket, port } => {
                 match net.bind_udp((Ipv4Addr::UNSPECIFIED, port).into()).await {
                     Ok(s) => {

@@ -57,6 +57,150 @@ pub enum Expectation {
         /// The text.
         text: String,
     },
+    /// The registry's reply tagged `tag` arrived and says what is given: success or an error
+    /// (containing `error`), a node ID (or the one of reply `same_node_as`), an endpoint
+    /// (`real_addr = "home:4000"`: that node's public address and port), or some text.
+    Reply {
+        /// The reply.
+        tag: String,
+        /// Success (`true`) or an error reply (`false`).
+        ok: Option<bool>,
+        /// Text the error must contain (implies `ok = false`).
+        error: Option<String>,
+        /// The node ID the reply must carry.
+        node_id: Option<u32>,
+        /// Another reply whose node ID this one must carry.
+        same_node_as: Option<String>,
+        /// The endpoint the reply's `real_addr` must be: `"host:port"` or `"ip:port"`.
+        real_addr: Option<String>,
+        /// Text the reply (compact JSON) must contain.
+        contains: Option<String>,
+    },
+    /// When the run ends, daemon `host` reaches daemon `peer` on this path: `direct` (a direct
+    /// endpoint to a peer whose NATs admit unsolicited traffic), `punched` (a direct endpoint
+    /// to a peer behind a filtering NAT, which the beacon's Punch Command reached), `relayed`
+    /// (through the beacon).
+    Path {
+        /// The daemon host.
+        host: String,
+        /// The peer daemon host.
+        peer: String,
+        /// `direct`, `punched` or `relayed`.
+        path: PathKind,
+    },
+    /// The echo exchange `tag` completed (every byte came back unaltered).
+    Echoed {
+        /// The exchange.
+        tag: String,
+    },
+    /// The registries of `hosts` hold the same directory when the run ends: the same nodes
+    /// (key, endpoint, visibility, hostname), trust pairs and next node ID.
+    SameState {
+        /// Rendezvous hosts.
+        hosts: Vec<String>,
+    },
+}
+
+/// How one daemon reaches another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// A direct endpoint, reached without a punch.
+    Direct,
+    /// A direct endpoint, after a hole punch.
+    Punched,
+    /// Through the beacon's relay.
+    Relayed,
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathKind::Direct => "direct",
+            PathKind::Punched => "punched",
+            PathKind::Relayed => "relayed",
+        })
+    }
+}
+
+/// The path daemon `host` uses to `peer` when the run ends, from its info document and the
+/// trace; `None` when it has no route.
+pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option<PathKind> {
+    let peer_id = ev.node_ids.get(peer)?;
+    let info = ev.daemon_info.get(host)?;
+    let entry = info["peer_list"]
+        .as_array()?
+        .iter()
+        .find(|p| p["node_id"] == *peer_id)?;
+    match entry["endpoint"].as_str()? {
+        "" => None,
+        "relay" => Some(PathKind::Relayed),
+        _ => {
+            // Direct, or punched: the peer sits behind a NAT that filters unsolicited
+            // traffic, and the beacon's Punch Command reached it (so it opened its filter).
+            let punch_seen = ev.trace.iter().any(|l| {
+                let mut cols = l.split_whitespace().skip(1);
+                cols.next() == Some(peer)
+                    && cols.next() == Some("recv")
+                    && l.contains("beacon PunchCommand")
+            });
+            if filters_unsolicited(ev.world, peer) {
+                punch_seen.then_some(PathKind::Punched)
+            } else {
+                Some(PathKind::Direct)
+            }
+        }
+    }
+}
+
+/// Whether some NAT box between `host` and the internet drops unsolicited inbound traffic
+/// (filtering other than endpoint-independent).
+fn filters_unsolicited(world: &World, host: &str) -> bool {
+    let Some(mut id) = world.find(host) else {
+        return false;
+    };
+    loop {
+        let node = world.node(id);
+        let Some(gateway) = world.gateway(node.net) else {
+            return false;
+        };
+        let side = world.node(gateway).nat.as_ref();
+        if side.is_some_and(|s| s.config.filtering != crate::nat::Filtering::EndpointIndependent) {
+            return true;
+        }
+        id = gateway;
+    }
+}
+
+/// One reply of a registry request (or the reason there was none).
+#[derive(Clone, Debug)]
+pub(crate) struct Reply {
+    /// The tag, if the action gave one.
+    pub tag: Option<String>,
+    /// The action's number in the script.
+    pub action: usize,
+    /// What was asked, in words.
+    pub what: String,
+    /// When the reply arrived.
+    pub at: Duration,
+    /// The reply object, or why there is none (an error reply, a timeout, ...).
+    pub result: Result<serde_json::Map<String, serde_json::Value>, String>,
+}
+
+/// Everything a run leaves for the expectations to judge.
+pub(crate) struct Evidence<'a> {
+    pub observations: &'a [Observation],
+    pub replies: &'a [Reply],
+    /// Each rendezvous host's directory digest at the end (`None`: not running).
+    pub states: &'a std::collections::BTreeMap<String, Option<String>>,
+    pub trace: &'a [String],
+    pub world: &'a World,
+    /// Each daemon host's info document at the end.
+    pub daemon_info: &'a std::collections::BTreeMap<String, serde_json::Value>,
+    /// Node IDs by identity or daemon host name.
+    pub node_ids: &'a std::collections::BTreeMap<String, u32>,
+    /// Echo exchanges.
+    pub echoes: &'a [super::daemon::EchoResult],
 }
 
 /// One received probe.
@@ -90,6 +234,39 @@ impl Expectation {
             Expectation::Source { .. } => "source",
             Expectation::ArrivalOrder { .. } => "arrival-order",
             Expectation::TraceContains { .. } => "trace-contains",
+            Expectation::Reply { .. } => "reply",
+            Expectation::SameState { .. } => "same-state",
+            Expectation::Path { .. } => "path",
+            Expectation::Echoed { .. } => "echoed",
+        }
+    }
+
+    /// Reply tags the expectation names.
+    pub(super) fn replies(&self) -> Vec<&str> {
+        match self {
+            Expectation::Reply {
+                tag, same_node_as, ..
+            } => std::iter::once(tag)
+                .chain(same_node_as)
+                .map(String::as_str)
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Hosts that must run a registry.
+    pub(super) fn rendezvous(&self) -> Vec<&str> {
+        match self {
+            Expectation::SameState { hosts } => hosts.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Hosts that must run a daemon.
+    pub(super) fn daemons(&self) -> Vec<&str> {
+        match self {
+            Expectation::Path { host, peer, .. } => vec![host, peer],
+            _ => vec![],
         }
     }
 
@@ -110,7 +287,11 @@ impl Expectation {
             Expectation::SameSource { tags }
             | Expectation::DifferentSource { tags }
             | Expectation::ArrivalOrder { tags, .. } => tags.iter().map(String::as_str).collect(),
-            Expectation::TraceContains { .. } => vec![],
+            Expectation::TraceContains { .. }
+            | Expectation::Reply { .. }
+            | Expectation::SameState { .. }
+            | Expectation::Path { .. }
+            | Expectation::Echoed { .. } => vec![],
         }
     }
 
@@ -134,6 +315,43 @@ impl Expectation {
                 "tags = [\"p1\", \"p2\"]",
             ));
         }
+        if let Expectation::SameState { hosts } = self {
+            if hosts.len() < 2 {
+                return Err(invalid(
+                    format!("{what}: needs at least two hosts"),
+                    "hosts = [\"rdv\", \"standby\"]",
+                ));
+            }
+        }
+        if let Expectation::Reply {
+            ok,
+            error,
+            node_id,
+            same_node_as,
+            real_addr,
+            contains,
+            ..
+        } = self
+        {
+            if ok.is_none()
+                && error.is_none()
+                && node_id.is_none()
+                && same_node_as.is_none()
+                && real_addr.is_none()
+                && contains.is_none()
+            {
+                return Err(invalid(
+                    format!("{what}: says nothing about the reply"),
+                    "add ok = true, error = \"...\", node_id, same_node_as, real_addr or contains",
+                ));
+            }
+            if *ok == Some(true) && error.is_some() {
+                return Err(invalid(
+                    format!("{what}: ok = true contradicts error = ..."),
+                    "an error reply is not ok: drop one of them",
+                ));
+            }
+        }
         if let Expectation::Source {
             host: None,
             port: None,
@@ -149,12 +367,8 @@ impl Expectation {
     }
 
     /// Judges the expectation against what was observed.
-    pub(crate) fn judge(
-        &self,
-        obs: &[Observation],
-        trace: &[String],
-        world: &World,
-    ) -> CheckResult {
+    pub(crate) fn judge(&self, ev: &Evidence<'_>) -> CheckResult {
+        let (obs, trace, world) = (ev.observations, ev.trace, ev.world);
         let first = |tag: &str| obs.iter().find(|o| o.tag == tag);
         let on = |socket: &str, tag: &str| {
             obs.iter()
@@ -273,11 +487,188 @@ impl Expectation {
                         .unwrap_or_else(|| "no such line".to_string()),
                 )
             }
+            Expectation::Reply { tag, .. } => {
+                let (passed, detail) = self.judge_reply(ev);
+                (self.describe_reply(tag), passed, detail)
+            }
+            Expectation::Path { host, peer, path } => {
+                let seen = observed_path(ev, host, peer);
+                (
+                    format!("{host} reaches {peer} {path}"),
+                    seen == Some(*path),
+                    match seen {
+                        Some(p) => format!("{p}"),
+                        None => "no route".to_string(),
+                    },
+                )
+            }
+            Expectation::Echoed { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let passed = e.is_some_and(|e| e.error.is_none() && e.done.is_some());
+                (
+                    format!("echo {tag:?} completed"),
+                    passed,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ran".to_string(),
+                    },
+                )
+            }
+            Expectation::SameState { hosts } => {
+                let digests: Vec<_> = hosts
+                    .iter()
+                    .map(|h| ev.states.get(h).cloned().flatten())
+                    .collect();
+                let passed =
+                    digests.iter().all(Option::is_some) && digests.windows(2).all(|w| w[0] == w[1]);
+                let detail = hosts
+                    .iter()
+                    .zip(&digests)
+                    .map(|(h, d)| match d {
+                        Some(d) => format!("{h}: {d}"),
+                        None => format!("{h}: not running"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    format!("{} hold the same directory", hosts.join(", ")),
+                    passed,
+                    detail,
+                )
+            }
         };
         CheckResult {
             description,
             passed,
             detail,
         }
+    }
+}
+
+impl Expectation {
+    fn describe_reply(&self, tag: &str) -> String {
+        let Expectation::Reply {
+            ok,
+            error,
+            node_id,
+            same_node_as,
+            real_addr,
+            contains,
+            ..
+        } = self
+        else {
+            return String::new();
+        };
+        let mut want = Vec::new();
+        match (ok, error) {
+            (_, Some(e)) => want.push(format!("an error containing {e:?}")),
+            (Some(true), None) => want.push("success".to_string()),
+            (Some(false), None) => want.push("an error".to_string()),
+            (None, None) => {}
+        }
+        if let Some(id) = node_id {
+            want.push(format!("node {id}"));
+        }
+        if let Some(other) = same_node_as {
+            want.push(format!("the node of {other:?}"));
+        }
+        if let Some(a) = real_addr {
+            want.push(format!("real_addr {a}"));
+        }
+        if let Some(c) = contains {
+            want.push(format!("text {c:?}"));
+        }
+        format!("reply {tag:?} is {}", want.join(", "))
+    }
+
+    fn judge_reply(&self, ev: &Evidence<'_>) -> (bool, String) {
+        let Expectation::Reply {
+            tag,
+            ok,
+            error,
+            node_id,
+            same_node_as,
+            real_addr,
+            contains,
+        } = self
+        else {
+            return (false, String::new());
+        };
+        let find = |t: &str| ev.replies.iter().find(|r| r.tag.as_deref() == Some(t));
+        let Some(reply) = find(tag) else {
+            return (false, "no reply arrived".to_string());
+        };
+        let shown = format!("#{} {}: {}", reply.action, reply.what, show_reply(reply));
+        let body = match &reply.result {
+            Err(e) => {
+                let passed = *ok != Some(true)
+                    && error.as_ref().is_none_or(|want| e.contains(want.as_str()))
+                    && node_id.is_none()
+                    && same_node_as.is_none()
+                    && real_addr.is_none()
+                    && contains.as_ref().is_none_or(|c| e.contains(c.as_str()));
+                return (passed, shown);
+            }
+            Ok(body) => body,
+        };
+        if *ok == Some(false) || error.is_some() {
+            return (false, shown);
+        }
+        let id_of = |b: &serde_json::Map<String, serde_json::Value>| {
+            b.get("node_id").and_then(serde_json::Value::as_u64)
+        };
+        if let Some(want) = node_id {
+            if id_of(body) != Some(u64::from(*want)) {
+                return (false, shown);
+            }
+        }
+        if let Some(other) = same_node_as {
+            let theirs = find(other)
+                .and_then(|r| r.result.as_ref().ok())
+                .and_then(id_of);
+            if theirs.is_none() || theirs != id_of(body) {
+                let why = match theirs {
+                    Some(id) => format!("{other:?} carried node {id}"),
+                    None => format!("{other:?} carried no node ID"),
+                };
+                return (false, format!("{shown}; {why}"));
+            }
+        }
+        if let Some(target) = real_addr {
+            let want = match super::run::resolve(ev.world, target) {
+                Ok(a) => a.to_string(),
+                Err(e) => return (false, e),
+            };
+            let seen = body.get("real_addr").and_then(serde_json::Value::as_str);
+            if seen != Some(want.as_str()) {
+                return (false, format!("{shown}; expected real_addr {want}"));
+            }
+        }
+        if let Some(c) = contains {
+            if !serde_json::Value::Object(body.clone())
+                .to_string()
+                .contains(c.as_str())
+            {
+                return (false, shown);
+            }
+        }
+        (true, shown)
+    }
+}
+
+/// A reply in one line, for results: when it came, then the JSON (abbreviated) or the error.
+pub(crate) fn show_reply(reply: &Reply) -> String {
+    format!(
+        "at {}s: {}",
+        crate::trace::fmt_time(reply.at),
+        reply_body(reply)
+    )
+}
+
+/// The reply's JSON (abbreviated) or its error.
+pub(crate) fn reply_body(reply: &Reply) -> String {
+    match &reply.result {
+        Ok(body) => crate::trace::json_line(&serde_json::Value::Object(body.clone())),
+        Err(e) => format!("error: {e}"),
     }
 }

@@ -11,19 +11,25 @@
 
 mod action;
 mod agent;
+mod check;
+mod client;
+mod daemon;
 pub mod duration;
 mod expect;
+mod rendezvous;
 mod run;
 
 pub use action::{Action, LinkSpec};
-pub use expect::{CheckResult, Expectation};
-pub use run::{run, search, Outcome};
+pub use client::REQUEST_TIMEOUT;
+pub use daemon::EchoResult;
+pub use expect::{CheckResult, Expectation, PathKind};
+pub use run::{run, run_detailed, search, Details, Outcome};
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
 use crate::topology::Topology;
 use duration::Dur;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,6 +113,169 @@ pub struct HostSpec {
     pub name: String,
     /// The NAT box it sits behind.
     pub behind: Option<String>,
+    /// What software it runs (default: the probe agent).
+    #[serde(default)]
+    pub kind: HostKind,
+    /// Rendezvous hosts: the registry's TCP port (default 9000).
+    pub registry_port: Option<u16>,
+    /// Rendezvous hosts: the beacon's UDP port (default 9001).
+    pub beacon_port: Option<u16>,
+    /// Standby hosts: the rendezvous host whose registry this one follows.
+    pub primary: Option<String>,
+    /// Rendezvous hosts: start the registry and beacon at time 0 (default `true`); with
+    /// `false`, a `registry-start` action starts them.
+    pub autostart: Option<bool>,
+    /// Daemon hosts: the rendezvous host whose registry and beacon the daemon uses.
+    pub registry: Option<String>,
+    /// Daemon hosts: resolvable by anyone (`-public`; default `false`).
+    pub public: Option<bool>,
+    /// Daemon hosts: a standby rendezvous host to fail over to.
+    pub standby_registry: Option<String>,
+    /// Daemon hosts: heartbeat interval (`-keepalive`, default 30 s); three missed heartbeats
+    /// make the daemon register again, against the standby if the primary is gone.
+    pub keepalive: Option<Dur>,
+}
+
+/// The software a host runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// The probe agent: binds sockets, sends probes, and talks to registries as a client.
+    #[default]
+    Probe,
+    /// A rendezvous server: the real `pilot::registry` server and `pilot::beacon` server.
+    Rendezvous,
+    /// A rendezvous server whose registry is a hot standby of `primary`'s.
+    Standby,
+    /// The real `pilot::daemon`, registered with `registry`'s registry and beacon.
+    Daemon,
+}
+
+impl HostKind {
+    /// Whether the host runs a registry (and a beacon).
+    pub fn is_rendezvous(self) -> bool {
+        matches!(self, HostKind::Rendezvous | HostKind::Standby)
+    }
+}
+
+/// The registry's TCP port unless a host says otherwise.
+pub const DEFAULT_REGISTRY_PORT: u16 = 9000;
+/// The UDP port a `register` puts in `listen_addr` unless it says otherwise.
+pub const DEFAULT_LISTEN_PORT: u16 = 4000;
+/// The beacon's UDP port unless a host says otherwise.
+pub const DEFAULT_BEACON_PORT: u16 = 9001;
+
+impl HostSpec {
+    /// The registry's TCP port.
+    pub fn registry_port(&self) -> u16 {
+        self.registry_port.unwrap_or(DEFAULT_REGISTRY_PORT)
+    }
+
+    /// The beacon's UDP port.
+    pub fn beacon_port(&self) -> u16 {
+        self.beacon_port.unwrap_or(DEFAULT_BEACON_PORT)
+    }
+
+    /// Checks the fields that depend on the kind.
+    fn check(&self, scenario: &Scenario) -> Result<(), ScenarioError> {
+        let what = format!("host {:?}", self.name);
+        let rdv_only = [
+            ("registry_port", self.registry_port.is_some()),
+            ("beacon_port", self.beacon_port.is_some()),
+            ("autostart", self.autostart.is_some()),
+        ];
+        if !self.kind.is_rendezvous() {
+            if let Some((field, _)) = rdv_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{what}: `{field}` is only for rendezvous and standby hosts"),
+                    "add kind = \"rendezvous\" (or \"standby\"), or remove the field",
+                ));
+            }
+        }
+        let daemon_only = [
+            ("registry", self.registry.is_some()),
+            ("public", self.public.is_some()),
+            ("standby_registry", self.standby_registry.is_some()),
+            ("keepalive", self.keepalive.is_some()),
+        ];
+        if self.kind != HostKind::Daemon {
+            if let Some((field, _)) = daemon_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{what}: `{field}` is only for daemon hosts"),
+                    "add kind = \"daemon\", or remove the field",
+                ));
+            }
+        } else {
+            let is_rdv = |r: &str| {
+                scenario
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == r && h.kind.is_rendezvous())
+            };
+            let ok = self.registry.as_deref().is_some_and(is_rdv)
+                && self.standby_registry.as_deref().is_none_or(is_rdv);
+            if !ok {
+                return Err(invalid(
+                    format!("{what}: a daemon needs `registry` (and any `standby_registry`) to name rendezvous hosts"),
+                    format!(
+                        "rendezvous hosts: {}",
+                        scenario.rendezvous_names().join(", ")
+                    ),
+                ));
+            }
+        }
+        match (self.kind, &self.primary) {
+            (HostKind::Standby, None) => {
+                return Err(invalid(
+                    format!("{what}: a standby needs a primary"),
+                    "add primary = \"<name of a rendezvous host>\"",
+                ))
+            }
+            (HostKind::Standby, Some(p)) => {
+                let ok = p != &self.name
+                    && scenario
+                        .hosts
+                        .iter()
+                        .any(|h| &h.name == p && h.kind.is_rendezvous());
+                if !ok {
+                    return Err(invalid(
+                        format!("{what}: primary {p:?} is not another rendezvous host"),
+                        format!(
+                            "rendezvous hosts: {}",
+                            scenario.rendezvous_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    format!("{what}: `primary` is only for standby hosts"),
+                    "add kind = \"standby\", or remove `primary`",
+                ))
+            }
+            _ => {}
+        }
+        if self.kind.is_rendezvous() {
+            if self.behind.as_deref().is_some_and(|b| {
+                scenario
+                    .nats
+                    .iter()
+                    .any(|n| n.name == b && n.preset != Some(PresetName::Open))
+            }) {
+                return Err(invalid(
+                    format!("{what}: a rendezvous server must be reachable from the internet"),
+                    "remove `behind` (or put it behind an \"open\" box)",
+                ));
+            }
+            if self.registry_port() == 0 || self.beacon_port() == 0 {
+                return Err(invalid(
+                    format!("{what}: port 0 cannot be dialled"),
+                    "give registry_port and beacon_port fixed numbers (defaults 9000, 9001)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The presets a NAT box can name.
@@ -202,6 +371,7 @@ impl Scenario {
         let scenario: Scenario =
             toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?;
         scenario.topology()?;
+        scenario.check_hosts()?;
         scenario.check_script()?;
         Ok(scenario)
     }
@@ -266,239 +436,27 @@ impl Scenario {
         Ok(topo)
     }
 
-    /// Every node name, mapped to whether it is a host (rather than a NAT box).
-    fn node_names(&self) -> BTreeMap<String, bool> {
-        let mut names = BTreeMap::new();
-        for n in &self.nats {
-            if n.preset != Some(PresetName::Open) {
-                names.insert(n.name.clone(), false);
-                if n.preset == Some(PresetName::Cgnat) {
-                    names.insert(format!("{}-cgn", n.name), false);
-                }
-            }
-        }
-        for h in &self.hosts {
-            names.insert(h.name.clone(), true);
-        }
-        names
+    /// Checks each host's kind-specific fields.
+    pub(crate) fn check_hosts(&self) -> Result<(), ScenarioError> {
+        self.hosts.iter().try_for_each(|h| h.check(self))
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&HostSpec> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The names of the hosts that run a registry.
+    fn rendezvous_names(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| h.kind.is_rendezvous())
+            .map(|h| h.name.as_str())
+            .collect()
     }
 
     /// How long the simulation runs after the last action.
     pub fn settle_time(&self) -> Duration {
         self.settle.map(|d| d.0).unwrap_or(run::DEFAULT_SETTLE)
-    }
-
-    /// For each node, the NAT box it sits behind (`None`: the internet), "open" boxes removed.
-    fn attachments(&self) -> BTreeMap<&str, Option<String>> {
-        let open: BTreeSet<&str> = self
-            .nats
-            .iter()
-            .filter(|n| n.preset == Some(PresetName::Open))
-            .map(|n| n.name.as_str())
-            .collect();
-        let effective = |b: &Option<String>| b.clone().filter(|b| !open.contains(b.as_str()));
-        let mut att = BTreeMap::new();
-        for n in &self.nats {
-            match n.preset {
-                Some(PresetName::Open) => {}
-                Some(PresetName::Cgnat) => {
-                    att.insert(n.name.as_str(), Some(format!("{}-cgn", n.name)));
-                }
-                _ => {
-                    att.insert(n.name.as_str(), effective(&n.behind));
-                }
-            }
-        }
-        for h in &self.hosts {
-            att.insert(h.name.as_str(), effective(&h.behind));
-        }
-        att
-    }
-
-    /// Checks that `a` and `b` exchange traffic directly, so that a link between them means
-    /// something: same network, or one is the other's NAT box.
-    fn check_adjacent(&self, a: &str, b: &str, what: &str) -> Result<(), ScenarioError> {
-        let att = self.attachments();
-        let of = |n: &str| att.get(n).cloned().flatten();
-        let (x, y) = (of(a), of(b));
-        if x == y || x.as_deref() == Some(b) || y.as_deref() == Some(a) {
-            return Ok(());
-        }
-        Err(invalid(
-            format!("{what}: {a:?} and {b:?} never exchange traffic directly"),
-            "a link joins two nodes on the same network, or a host and the NAT box it sits behind",
-        ))
-    }
-
-    /// Checks a `to` target: `"name:port"` with a known node, or `"ip:port"`.
-    fn check_target(
-        &self,
-        to: &str,
-        nodes: &BTreeMap<String, bool>,
-        what: &str,
-    ) -> Result<(), ScenarioError> {
-        let hint =
-            "write to = \"server:7000\" (a host or NAT box and a port) or \"192.168.0.1:7000\"";
-        let Some((name, port)) = to.rsplit_once(':') else {
-            return Err(invalid(format!("{what}: {to:?} is not host:port"), hint));
-        };
-        if port.parse::<u16>().is_err() {
-            return Err(invalid(
-                format!("{what}: {port:?} is not a port number"),
-                hint,
-            ));
-        }
-        if name.parse::<std::net::IpAddr>().is_err() && !nodes.contains_key(name) {
-            return Err(invalid(
-                format!("{what}: {name:?} is not a host or NAT box"),
-                format!(
-                    "known names: {}",
-                    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Checks that the script and the expectations refer to things that exist.
-    pub(crate) fn check_script(&self) -> Result<(), ScenarioError> {
-        let nodes = self.node_names();
-        let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
-        let node = |name: &str, what: &str| -> Result<(), ScenarioError> {
-            if nodes.contains_key(name) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    format!("{what} names {name:?}, which is not a host or NAT box"),
-                    format!(
-                        "known names: {}",
-                        nodes.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ))
-            }
-        };
-        let host = |name: &str, what: &str| -> Result<(), ScenarioError> {
-            if nodes.get(name) == Some(&true) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    format!("{what} names {name:?}, which is not a host"),
-                    format!("hosts: {}", hosts.join(", ")),
-                ))
-            }
-        };
-        for link in &self.links {
-            link.check()?;
-            for n in &link.between {
-                node(n, "a [[link]]")?;
-            }
-            self.check_adjacent(&link.between[0], &link.between[1], "a [[link]]")?;
-        }
-        let mut clock = Duration::ZERO;
-        let mut sockets: BTreeMap<&str, &str> = BTreeMap::new();
-        let mut tags: BTreeSet<&str> = BTreeSet::new();
-        for (i, action) in self.actions.iter().enumerate() {
-            let what = format!("action #{} ({})", i + 1, action.kind());
-            action.check(&what)?;
-            for n in action.hosts() {
-                host(n, &what)?;
-            }
-            for n in action.nodes() {
-                node(n, &what)?;
-            }
-            if let Action::Partition { between, .. }
-            | Action::Heal { between }
-            | Action::SetLink(LinkSpec { between, .. }) = action
-            {
-                self.check_adjacent(&between[0], &between[1], &what)?;
-            }
-            match action {
-                Action::Wait { duration, until } => {
-                    clock = match (duration, until) {
-                        (Some(d), _) => clock + d.0,
-                        (None, Some(u)) => clock.max(u.0),
-                        (None, None) => clock,
-                    };
-                    if clock > MAX_SIMULATED {
-                        return Err(invalid(
-                            format!("{what}: the script runs past {} s of simulated time", MAX_SIMULATED.as_secs()),
-                            "scenarios are short stories: shorten the waits (NAT lifetimes can be set per box)",
-                        ));
-                    }
-                }
-                Action::Bind { host, socket, .. } => {
-                    if let Some(other) = sockets.insert(socket, host) {
-                        if other != host {
-                            return Err(invalid(
-                                format!("{what}: socket {socket:?} is already bound on {other:?}"),
-                                "socket names are global: pick another name",
-                            ));
-                        }
-                    }
-                }
-                Action::Send {
-                    socket,
-                    tag,
-                    reply_to,
-                    to,
-                } => {
-                    if let Some(to) = to {
-                        self.check_target(to, &nodes, &what)?;
-                    }
-                    if !sockets.contains_key(socket.as_str()) {
-                        return Err(invalid(
-                            format!("{what}: socket {socket:?} is not bound by an earlier action"),
-                            "add a `do = \"bind\"` action for it before this one",
-                        ));
-                    }
-                    if let Some(r) = reply_to {
-                        if !tags.contains(r.as_str()) {
-                            return Err(invalid(
-                                format!("{what}: reply_to {r:?} is not the tag of an earlier send"),
-                                "reply_to names the tag of a probe sent before",
-                            ));
-                        }
-                    }
-                    tags.insert(tag);
-                }
-                _ => {}
-            }
-        }
-        if clock + self.settle_time() > MAX_SIMULATED {
-            return Err(invalid(
-                format!(
-                    "the script and its settle time run past {} s of simulated time",
-                    MAX_SIMULATED.as_secs()
-                ),
-                "shorten `settle` or the waits",
-            ));
-        }
-        for (i, e) in self.expectations.iter().enumerate() {
-            let what = format!("expectation #{} ({})", i + 1, e.kind());
-            for s in e.sockets() {
-                if !sockets.contains_key(s) {
-                    return Err(invalid(
-                        format!("{what} names socket {s:?}, which no action binds"),
-                        format!(
-                            "bound sockets: {}",
-                            sockets.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-            }
-            for t in e.tags() {
-                if !tags.contains(t) {
-                    return Err(invalid(
-                        format!("{what} names tag {t:?}, which no send action uses"),
-                        "check the spelling against the `tag` of your send actions",
-                    ));
-                }
-            }
-            for n in e.nodes() {
-                node(n, &what)?;
-            }
-            e.check(&what)?;
-        }
-        Ok(())
     }
 }

@@ -2,16 +2,27 @@
 
 use super::action::{Action, LinkSpec};
 use super::agent::{self, Command, Reports};
-use super::expect::CheckResult;
-use super::{invalid, Scenario, ScenarioError};
+use super::client::{Op, Request};
+use super::daemon::{self, DaemonOp, DaemonRequest};
+use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
+use super::EchoResult;
+use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
+use pilot::net::MemStorage;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Bytes an `echo` sends unless it says otherwise.
+pub const DEFAULT_ECHO_BYTES: usize = 1024;
+
+/// Most simulation steps the runner waits at the end for registries to report their state.
+const INSPECT_STEPS: usize = 100;
 
 /// How long the simulation runs after the last action unless the scenario says otherwise.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
@@ -97,9 +108,40 @@ pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String>
     Ok(SocketAddr::from((world.public_addr(id), port)))
 }
 
+/// Measurements of a run beyond pass and fail: daemon paths and echo timings.
+#[derive(Clone, Debug, Default)]
+pub struct Details {
+    paths: BTreeMap<(String, String), Option<PathKind>>,
+    echoes: Vec<EchoResult>,
+}
+
+impl Details {
+    /// The path daemon `host` used to `peer` at the end, if a `path` expectation asked.
+    pub fn path(&self, host: &str, peer: &str) -> Option<PathKind> {
+        self.paths
+            .get(&(host.to_string(), peer.to_string()))
+            .copied()
+            .flatten()
+    }
+
+    /// The echo tagged `tag`.
+    pub fn echo(&self, tag: &str) -> Option<&EchoResult> {
+        self.echoes.iter().find(|e| e.tag == tag)
+    }
+}
+
 /// Runs `scenario` with `seed` (or the scenario's own seed).
 pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioError> {
+    run_detailed(scenario, seed).map(|(outcome, _)| outcome)
+}
+
+/// Runs `scenario` like [`run`], and returns the measurements too.
+pub fn run_detailed(
+    scenario: &Scenario,
+    seed: Option<u64>,
+) -> Result<(Outcome, Details), ScenarioError> {
     // A scenario built in code has not been through `parse`: check it the same way.
+    scenario.check_hosts()?;
     scenario.check_script()?;
     let mut scenario = scenario.clone();
     scenario.seed = seed.unwrap_or(scenario.seed);
@@ -109,14 +151,59 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
+    let mut storages = BTreeMap::new();
     for host in &scenario.hosts {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx: agent::Commands = Arc::new(tokio::sync::Mutex::new(rx));
         let net = world.net(&host.name).expect("hosts are in the world");
         let reports = reports.clone();
-        sim.host(host.name.as_str(), move || {
-            agent::run(net.clone(), rx.clone(), reports.clone())
-        });
+        if host.kind.is_rendezvous() {
+            let primary = host
+                .primary
+                .as_deref()
+                .map(|p| registry_addr(&scenario, &world, p));
+            let spec = rendezvous::Spec {
+                registry_port: host.registry_port(),
+                beacon_port: host.beacon_port(),
+                primary,
+                started: Arc::new(AtomicBool::new(host.autostart.unwrap_or(true))),
+                storage: MemStorage::new(),
+            };
+            storages.insert(host.name.clone(), spec.storage.clone());
+            sim.host(host.name.as_str(), move || {
+                rendezvous::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
+            });
+        } else if host.kind == HostKind::Daemon {
+            let rdv = host
+                .registry
+                .as_deref()
+                .expect("checked: daemons name a registry");
+            let registry = registry_addr(&scenario, &world, rdv);
+            let beacon_port = scenario
+                .host(rdv)
+                .map(|h| h.beacon_port())
+                .unwrap_or_default();
+            let spec = daemon::Spec {
+                registry,
+                beacon: SocketAddr::new(registry.ip(), beacon_port),
+                keepalive: host.keepalive.map(|k| k.0),
+                standby: host
+                    .standby_registry
+                    .as_deref()
+                    .map(|s| registry_addr(&scenario, &world, s)),
+                public: host.public.unwrap_or(false),
+                storage: MemStorage::new(),
+                starts: Arc::default(),
+            };
+            storages.insert(host.name.clone(), spec.storage.clone());
+            sim.host(host.name.as_str(), move || {
+                daemon::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
+            });
+        } else {
+            sim.host(host.name.as_str(), move || {
+                agent::run(net.clone(), rx.clone(), reports.clone())
+            });
+        }
         inboxes.insert(host.name.clone(), tx);
     }
 
@@ -135,14 +222,22 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         clock: Duration::ZERO,
         failures: Vec::new(),
         pending: false,
+        scenario: scenario.clone(),
+        storages,
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
     }
     let end = player.clock + scenario.settle_time();
     player.step_until(end)?;
+    player.inspect()?;
 
     let observations = lock(&reports.observations).clone();
+    let replies = lock(&reports.replies).clone();
+    let states = lock(&reports.states).clone();
+    let daemon_info = lock(&reports.daemon_info).clone();
+    let node_ids = lock(&reports.identities).clone();
+    let echoes = lock(&reports.echoes).clone();
     let trace = world.trace().lines();
     let mut results = player.failures;
     results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
@@ -150,18 +245,34 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> Result<Outcome, ScenarioEr
         passed: false,
         detail: e.clone(),
     }));
-    results.extend(
-        scenario
-            .expectations
-            .iter()
-            .map(|e| e.judge(&observations, &trace, &world)),
-    );
-    Ok(Outcome {
+    let evidence = Evidence {
+        observations: &observations,
+        replies: &replies,
+        states: &states,
+        trace: &trace,
+        world: &world,
+        daemon_info: &daemon_info,
+        node_ids: &node_ids,
+        echoes: &echoes,
+    };
+    results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
+    let mut details = Details {
+        echoes: echoes.clone(),
+        ..Details::default()
+    };
+    for e in &scenario.expectations {
+        if let Expectation::Path { host, peer, .. } = e {
+            let seen = observed_path(&evidence, host, peer);
+            details.paths.insert((host.clone(), peer.clone()), seen);
+        }
+    }
+    let outcome = Outcome {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         results,
         trace,
-    })
+    };
+    Ok((outcome, details))
 }
 
 /// Runs `scenario` with each seed of `seeds` in turn; returns the first outcome that fails,
@@ -177,6 +288,16 @@ pub fn search(
         }
     }
     Ok(None)
+}
+
+/// The registry address of rendezvous host `name`: its public address and registry port.
+fn registry_addr(scenario: &Scenario, world: &World, name: &str) -> SocketAddr {
+    let port = scenario
+        .host(name)
+        .map(|h| h.registry_port())
+        .unwrap_or(super::DEFAULT_REGISTRY_PORT);
+    let id = world.find(name).expect("names were checked");
+    SocketAddr::from((world.public_addr(id), port))
 }
 
 fn apply_link(sim: &turmoil::Sim<'_>, world: &World, link: &LinkSpec) {
@@ -201,6 +322,9 @@ struct Player {
     failures: Vec<CheckResult>,
     /// Commands were sent that hosts have not run yet.
     pending: bool,
+    scenario: Scenario,
+    /// The storage of each rendezvous host.
+    storages: BTreeMap<String, MemStorage>,
 }
 
 impl Player {
@@ -256,12 +380,161 @@ impl Player {
         self.world.find(name).expect("names were checked")
     }
 
+    /// Asks the rendezvous hosts that `same-state` expectations name for a digest of their
+    /// directory, and steps until they have all answered (a crashed host answers nothing).
+    fn inspect(&mut self) -> Result<(), ScenarioError> {
+        let mut hosts = BTreeSet::new();
+        for e in &self.scenario.expectations {
+            if let Expectation::SameState { hosts: h } = e {
+                hosts.extend(h.iter().cloned());
+            }
+            if let Expectation::Path { host, .. } = e {
+                hosts.insert(host.clone());
+            }
+        }
+        hosts.retain(|h| !self.down.contains(h));
+        for h in &hosts {
+            // A closed inbox means the host stopped: it simply reports nothing.
+            let _ = self.inboxes[h].send(Command::Inspect);
+        }
+        let reported = |h: &String| {
+            lock(&self.reports.states).contains_key(h)
+                || lock(&self.reports.daemon_info).contains_key(h)
+        };
+        for _ in 0..INSPECT_STEPS {
+            if hosts.iter().all(reported) {
+                break;
+            }
+            self.sim
+                .step()
+                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Turns a registry action into the request its host carries out.
+    fn request(&self, n: usize, action: &Action) -> Option<(String, Request)> {
+        let parts = action.request()?;
+        let identity = parts.identity.unwrap_or_default().to_string();
+        let other = parts.others[0].unwrap_or_default().to_string();
+        let op = match action {
+            Action::Register {
+                port,
+                hostname,
+                owner,
+                ..
+            } => Op::Register {
+                identity,
+                port: port.unwrap_or(super::DEFAULT_LISTEN_PORT),
+                hostname: hostname.clone().unwrap_or_default(),
+                owner: owner.clone().unwrap_or_default(),
+            },
+            Action::Resolve { .. } => Op::Resolve {
+                identity,
+                target: other,
+            },
+            Action::Lookup { .. } => Op::Lookup { target: other },
+            Action::SetVisibility { public, .. } => Op::SetVisibility {
+                identity,
+                public: *public,
+            },
+            Action::ReportTrust { .. } => Op::ReportTrust {
+                identity,
+                peer: other,
+            },
+            Action::Heartbeat { .. } => Op::Heartbeat { identity },
+            Action::RequestHandshake { justification, .. } => Op::RequestHandshake {
+                identity,
+                peer: other,
+                justification: justification.clone().unwrap_or_default(),
+            },
+            Action::PollHandshakes { .. } => Op::PollHandshakes { identity },
+            Action::RespondHandshake { accept, .. } => Op::RespondHandshake {
+                identity,
+                peer: other,
+                accept: accept.unwrap_or(true),
+            },
+            _ => return None,
+        };
+        let request = Request {
+            action: n,
+            tag: parts.tag.map(str::to_string),
+            registry: registry_addr(&self.scenario, &self.world, parts.registry),
+            registry_name: parts.registry.to_string(),
+            op,
+        };
+        Some((parts.host.to_string(), request))
+    }
+
+    fn crash(&mut self, host: &str) {
+        self.note(host, "crash".to_string());
+        self.sim.crash(host);
+        if let Some(storage) = self.storages.get(host) {
+            // Power loss: only what was durable survives.
+            storage.crash();
+        }
+        self.down.insert(host.to_string());
+    }
+
+    fn restart(&mut self, host: &str) {
+        self.note(host, "restart".to_string());
+        if let Some(storage) = self.storages.get(host) {
+            storage.restart();
+        }
+        self.sim.bounce(host);
+        self.down.remove(host);
+    }
+
     fn play(&mut self, n: usize, action: &Action) -> Result<(), ScenarioError> {
-        if !matches!(action, Action::Bind { .. } | Action::Send { .. }) {
+        // Sends and requests do not change the world: they run at the next step, in order.
+        let quiet = matches!(
+            action,
+            Action::Bind { .. }
+                | Action::Send { .. }
+                | Action::Handshake { .. }
+                | Action::Approve { .. }
+                | Action::Echo { .. }
+        );
+        if !quiet && action.request().is_none() {
             self.flush()?;
         }
+        if let Some((host, request)) = self.request(n, action) {
+            self.command(n, action, &host, Command::Request(request));
+            return Ok(());
+        }
+        let daemon_op = match action {
+            Action::Handshake { host, peer } => {
+                Some((host, None, DaemonOp::Handshake { peer: peer.clone() }))
+            }
+            Action::Approve { host, peer } => {
+                Some((host, None, DaemonOp::Approve { peer: peer.clone() }))
+            }
+            Action::Echo {
+                host,
+                peer,
+                bytes,
+                tag,
+            } => Some((
+                host,
+                Some(tag.clone()),
+                DaemonOp::Echo {
+                    peer: peer.clone(),
+                    bytes: bytes.unwrap_or(DEFAULT_ECHO_BYTES),
+                },
+            )),
+            _ => None,
+        };
+        if let Some((host, tag, op)) = daemon_op {
+            let request = DaemonRequest { action: n, tag, op };
+            self.command(n, action, host, Command::Daemon(request));
+            return Ok(());
+        }
         match action {
-            Action::Wait { duration, until } => {
+            Action::Wait {
+                duration,
+                until,
+                echo,
+            } => {
                 let target = match (duration, until) {
                     (Some(d), _) => self.clock + d.0,
                     (None, Some(u)) => u.0,
@@ -275,8 +548,24 @@ impl Player {
                     );
                     return Ok(());
                 }
-                self.step_until(target)?;
-                self.clock = target.max(self.clock);
+                match echo {
+                    Some(tag) => {
+                        // Time passes until the echo ends; later actions happen from then on.
+                        let ended =
+                            |p: &Player| lock(&p.reports.echoes).iter().any(|e| e.tag == *tag);
+                        while self.sim.elapsed() < target && !ended(self) {
+                            self.sim
+                                .step()
+                                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+                        }
+                        self.pending = false;
+                        self.clock = self.sim.elapsed().max(self.clock);
+                    }
+                    None => {
+                        self.step_until(target)?;
+                        self.clock = target.max(self.clock);
+                    }
+                }
             }
             Action::Bind { host, socket, port } => {
                 self.note(host, format!("bind {socket} port {port}"));
@@ -320,15 +609,15 @@ impl Player {
                 };
                 self.command(n, action, &host, command);
             }
-            Action::Crash { host } => {
-                self.note(host, "crash".to_string());
-                self.sim.crash(host.as_str());
-                self.down.insert(host.clone());
+            Action::Crash { host } | Action::RegistryCrash { host } => self.crash(host),
+            Action::Restart { host } | Action::RegistryRestart { host } => self.restart(host),
+            Action::RegistryStart { host } => {
+                self.note(host, "registry-start".to_string());
+                self.command(n, action, host, Command::Start);
             }
-            Action::Restart { host } => {
-                self.note(host, "restart".to_string());
-                self.sim.bounce(host.as_str());
-                self.down.remove(host);
+            Action::Promote { host } => {
+                self.note(host, "promote".to_string());
+                self.command(n, action, host, Command::Promote);
             }
             Action::Partition { between, oneway } => {
                 let [a, b] = between;
@@ -356,6 +645,18 @@ impl Player {
                 self.note(a, format!("set-link {a} <-> {b}"));
                 apply_link(&self.sim, &self.world, link);
             }
+            Action::Register { .. }
+            | Action::Resolve { .. }
+            | Action::Lookup { .. }
+            | Action::SetVisibility { .. }
+            | Action::ReportTrust { .. }
+            | Action::Heartbeat { .. }
+            | Action::RequestHandshake { .. }
+            | Action::PollHandshakes { .. }
+            | Action::RespondHandshake { .. }
+            | Action::Handshake { .. }
+            | Action::Approve { .. }
+            | Action::Echo { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }

@@ -15,7 +15,7 @@
 
 mod summary;
 
-pub use summary::summarize;
+pub use summary::{json_line, summarize};
 
 use crate::world::lock;
 use std::fmt;

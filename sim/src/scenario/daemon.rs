@@ -1,0 +1,327 @@
+//! The software of a daemon host: the real `pilot::daemon` over the host's [`SimNet`], driven
+//! in process through its `DaemonHandle` (no IPC socket).
+//!
+//! The daemon's storage (identity and trust file) is a [`MemStorage`] made by the runner,
+//! outside the turmoil host, so a restarted daemon comes back with the same identity.
+
+use super::agent::{Command, Commands, Reports};
+use crate::net::SimNet;
+use crate::topology::SimClock;
+use crate::trace;
+use crate::world::{host_seed, lock};
+use pilot::daemon::{start, ClientEvent, ClientOptions, DaemonConfig, DaemonHandle};
+use pilot::ipc::HandshakeCommand;
+use pilot::net::{seeded_rng, MemStorage};
+use pilot::wire::Addr;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a daemon operation (an approval waiting for its request, an echo) may take.
+pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The echo service's port.
+const ECHO_PORT: u16 = 7;
+
+/// How one daemon host runs; shared by its incarnations.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    /// The registry's public address.
+    pub registry: SocketAddr,
+    /// The beacon's public address.
+    pub beacon: SocketAddr,
+    /// A standby registry to fail over to.
+    pub standby: Option<SocketAddr>,
+    /// Heartbeat interval, if not the default.
+    pub keepalive: Option<Duration>,
+    /// Resolvable by anyone.
+    pub public: bool,
+    /// Identity and trust, kept across restarts.
+    pub storage: MemStorage,
+    /// Starts so far (each draws fresh randomness).
+    pub starts: Arc<AtomicU64>,
+}
+
+/// What the runner asks a daemon to do.
+#[derive(Debug)]
+pub(crate) enum DaemonOp {
+    /// Ask `peer` for trust.
+    Handshake { peer: String },
+    /// Approve `peer`'s request once it has arrived.
+    Approve { peer: String },
+    /// Send `bytes` to `peer`'s echo service and read them back.
+    Echo { peer: String, bytes: usize },
+}
+
+/// One daemon operation with its script position and tag.
+#[derive(Debug)]
+pub(crate) struct DaemonRequest {
+    pub action: usize,
+    pub tag: Option<String>,
+    pub op: DaemonOp,
+}
+
+/// The result of an echo: when it started, when the first byte came back, when the last did.
+#[derive(Clone, Debug)]
+pub struct EchoResult {
+    /// The echo action's tag.
+    pub tag: String,
+    /// The daemon host that sent.
+    pub host: String,
+    /// The daemon host that echoed.
+    pub peer: String,
+    /// Bytes sent (and expected back).
+    pub bytes: usize,
+    /// When the dial started (simulated time).
+    pub started: Duration,
+    /// When the first byte came back.
+    pub first_byte: Option<Duration>,
+    /// When the last byte came back.
+    pub done: Option<Duration>,
+    /// Why it did not complete.
+    pub error: Option<String>,
+}
+
+/// Runs one incarnation of a daemon host.
+pub(crate) async fn run(
+    net: SimNet,
+    spec: Spec,
+    commands: Commands,
+    reports: Arc<Reports>,
+) -> turmoil::Result {
+    let name = net.world().node(net.node()).name.clone();
+    let mut commands = commands.lock().await;
+    let start_no = spec.starts.fetch_add(1, Ordering::Relaxed);
+    let rng = seeded_rng(host_seed(
+        net.world().seed(),
+        &format!("daemon/{name}"),
+        start_no,
+    ));
+    let mut config = DaemonConfig::new(spec.registry);
+    config.beacon = Some(spec.beacon);
+    config.standby_registry = spec.standby;
+    if let Some(k) = spec.keepalive {
+        config.keepalive = k;
+    }
+    config.public = spec.public;
+    config.identity = Some("identity.json".to_string());
+    let daemon = match start(net.clone(), spec.storage.clone(), SimClock, rng, config).await {
+        Ok(d) => d,
+        Err(e) => {
+            lock(&reports.errors).push(format!("{name}: the daemon failed to start: {e}"));
+            return Ok(());
+        }
+    };
+    let handle = daemon.handle.clone();
+    lock(&reports.identities).insert(name.clone(), handle.node_id());
+    note(
+        &net,
+        &name,
+        format!(
+            "daemon up as node {} (start {})",
+            handle.node_id(),
+            start_no + 1
+        ),
+    );
+    let (ops, mut queue) = tokio::sync::mpsc::unbounded_channel::<DaemonRequest>();
+    // Operations run one after another, in script order, beside the command loop.
+    {
+        let (net, handle, reports, name) =
+            (net.clone(), handle.clone(), reports.clone(), name.clone());
+        tokio::spawn(async move {
+            while let Some(r) = queue.recv().await {
+                perform(&net, &handle, &reports, &name, r).await;
+            }
+        });
+    }
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Daemon(r) => {
+                let _ = ops.send(r);
+            }
+            Command::Inspect => {
+                let info = handle.info().await.unwrap_or_default();
+                lock(&reports.daemon_info).insert(name.clone(), info);
+            }
+            _ => lock(&reports.errors).push(format!("{name} runs a daemon, not the probe agent")),
+        }
+    }
+    Ok(())
+}
+
+fn note(net: &SimNet, name: &str, text: String) {
+    net.world().trace().note_at(trace::now(), name, text);
+}
+
+fn peer_id(reports: &Reports, peer: &str) -> Result<u32, String> {
+    lock(&reports.identities)
+        .get(peer)
+        .copied()
+        .ok_or_else(|| format!("{peer} has no node ID (is its daemon up?)"))
+}
+
+async fn perform(
+    net: &SimNet,
+    handle: &DaemonHandle,
+    reports: &Reports,
+    name: &str,
+    request: DaemonRequest,
+) {
+    let label = request
+        .tag
+        .clone()
+        .unwrap_or_else(|| format!("#{}", request.action));
+    let result = match &request.op {
+        DaemonOp::Handshake { peer } => match peer_id(reports, peer) {
+            Ok(node) => handle
+                .handshake(HandshakeCommand::Send {
+                    node,
+                    justification: format!("scenario {label}"),
+                })
+                .await
+                .map(|_| format!("asked {peer} (node {node})")),
+            Err(e) => Err(e),
+        },
+        DaemonOp::Approve { peer } => match peer_id(reports, peer) {
+            Ok(node) => approve(handle, node)
+                .await
+                .map(|_| format!("approved {peer}")),
+            Err(e) => Err(e),
+        },
+        DaemonOp::Echo { peer, bytes } => {
+            let r = echo(handle, reports, name, peer, *bytes, &label).await;
+            let text = match (&r.error, r.first_byte, r.done) {
+                (Some(e), _, _) => Err(e.clone()),
+                (None, Some(f), Some(d)) => Ok(format!(
+                    "{} bytes echoed by {peer}: first byte after {} ms, all after {} ms",
+                    r.bytes,
+                    (f - r.started).as_millis(),
+                    (d - r.started).as_millis()
+                )),
+                _ => Err("incomplete".to_string()),
+            };
+            lock(&reports.echoes).push(r);
+            text
+        }
+    };
+    let shown = match &result {
+        Ok(t) => t.clone(),
+        Err(e) => format!("error: {e}"),
+    };
+    note(net, name, format!("daemon {label} {shown}"));
+    if let Err(e) = result {
+        lock(&reports.errors).push(format!("action #{} on {name}: {e}", request.action));
+    }
+}
+
+/// Waits until `node`'s request is pending, then approves it.
+async fn approve(handle: &DaemonHandle, node: u32) -> Result<(), String> {
+    let mut changes = handle.trust_changes();
+    let wait = async {
+        loop {
+            let pending = handle.handshake(HandshakeCommand::Pending).await?;
+            let listed = pending["pending"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["node_id"] == node));
+            if listed {
+                return handle
+                    .handshake(HandshakeCommand::Approve { node })
+                    .await
+                    .map(drop);
+            }
+            changes.changed().await.map_err(|e| e.to_string())?;
+        }
+    };
+    tokio::time::timeout(DAEMON_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| Err(format!("no request from node {node} arrived")))
+}
+
+/// Dials `peer`'s echo port, sends `bytes` of a pattern and reads them back.
+async fn echo(
+    handle: &DaemonHandle,
+    reports: &Reports,
+    name: &str,
+    peer: &str,
+    bytes: usize,
+    tag: &str,
+) -> EchoResult {
+    let started = trace::now();
+    let mut result = EchoResult {
+        tag: tag.to_string(),
+        host: name.to_string(),
+        peer: peer.to_string(),
+        bytes,
+        started,
+        first_byte: None,
+        done: None,
+        error: None,
+    };
+    let run = async {
+        let node = peer_id(reports, peer)?;
+        let mut session = handle.session(ClientOptions::default()).await?;
+        let conn = session.dial(Addr::backbone(node), ECHO_PORT).await?;
+        let payload: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+        session.send(conn, payload.clone());
+        let mut got = 0usize;
+        while got < bytes {
+            match session.next_event().await {
+                Some(ClientEvent::Recv { conn: c, data }) if c == conn => {
+                    if result.first_byte.is_none() {
+                        result.first_byte = Some(trace::now());
+                    }
+                    if data[..] != payload[got..got + data.len().min(bytes - got)] {
+                        return Err("the echo came back altered".to_string());
+                    }
+                    session.grant(conn, data.len() as u32);
+                    got += data.len();
+                }
+                Some(ClientEvent::Closed { conn: c }) if c == conn => {
+                    return Err(format!("closed after {got} of {bytes} bytes"));
+                }
+                None => return Err("the daemon stopped".to_string()),
+                _ => {}
+            }
+        }
+        result.done = Some(trace::now());
+        session.close(conn);
+        Ok(())
+    };
+    let outcome = tokio::time::timeout(DAEMON_TIMEOUT, run).await;
+    result.error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!("not done within {} s", DAEMON_TIMEOUT.as_secs())),
+    };
+    result
+}
+
+impl EchoResult {
+    /// Time from the start to the first byte back.
+    pub fn time_to_first_byte(&self) -> Option<Duration> {
+        self.first_byte.map(|f| f - self.started)
+    }
+
+    /// Bytes per second over the whole exchange (both directions' payload counted once).
+    pub fn throughput(&self) -> Option<f64> {
+        let d = self.done? - self.started;
+        (!d.is_zero()).then(|| self.bytes as f64 / d.as_secs_f64())
+    }
+}
+
+/// An echo's outcome in words.
+pub(crate) fn describe_echo(e: &EchoResult) -> String {
+    match (&e.error, e.time_to_first_byte(), e.throughput()) {
+        (Some(err), _, _) => format!("{} bytes to {}: {err}", e.bytes, e.peer),
+        (None, Some(ttfb), Some(bps)) => format!(
+            "{} bytes {} -> {} echo: first byte after {} ms, {:.1} KB/s",
+            e.bytes,
+            e.host,
+            e.peer,
+            ttfb.as_millis(),
+            bps / 1000.0
+        ),
+        _ => format!("{} bytes to {}: incomplete", e.bytes, e.peer),
+    }
+}
