@@ -1,15 +1,11 @@
-//! Real processes on loopback: a registry and a beacon (in this test process, over real
-//! sockets), two `pilot-daemon` processes, and `pilotctl` driving them through handshake,
-//! approve, ping, bench, send/recv, connect and untrust.
+//! Real processes on loopback: `pilot-rendezvous` (registry and beacon), two `pilot-daemon`
+//! processes, and `pilotctl` driving them through handshake, approve, ping, bench, send/recv,
+//! connect and untrust.
 //!
 //! Nothing sleeps: each step waits for the line a process prints when the awaited thing
 //! happened (the daemons' logs, `pilotctl recv`'s "listening" note), with a timeout only as a
 //! failure guard.
 
-use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
-use pilot::net::{MemStorage, Network, SystemClock, TokioNet};
-use pilot::registry::ratelimit::{Rate, Rates};
-use pilot::registry::server::{serve, ServerConfig};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -17,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+mod rendezvous_support;
 
 const GUARD: Duration = Duration::from_secs(30);
 
@@ -144,49 +142,12 @@ fn ctl_fails(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-type Servers = (
-    pilot::registry::server::ServerHandle<SystemClock>,
-    SocketAddr,
-    tokio::sync::watch::Sender<bool>,
-);
-
-fn rendezvous(runtime: &tokio::runtime::Runtime) -> Servers {
-    runtime.block_on(async {
-        let listener = TokioNet
-            .bind_tcp("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let config = ServerConfig {
-            registry: pilot::registry::Config {
-                rates: Rates {
-                    new_registration: Rate::per_secs(1000, 1),
-                    ..Rates::default()
-                },
-                ..pilot::registry::Config::default()
-            },
-            ..ServerConfig::default()
-        };
-        let registry = serve(TokioNet, listener, MemStorage::new(), SystemClock, config)
-            .await
-            .unwrap();
-        let beacon =
-            BeaconServer::bind(TokioNet, BeaconConfig::new("127.0.0.1:0".parse().unwrap()))
-                .await
-                .unwrap();
-        let addr = beacon.local_addr();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(beacon.run(stopped));
-        (registry, addr, stop)
-    })
-}
-
 #[test]
 fn two_daemons_driven_by_pilotctl() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (registry, beacon, _stop) = rendezvous(&runtime);
+    let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", registry.local_addr(), beacon);
-    let mut b = daemon(dir.path(), "b", registry.local_addr(), beacon);
+    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
+    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
 
     // The socket is private to its user.
     use std::os::unix::fs::PermissionsExt;
@@ -267,8 +228,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn pilotctl_daemon_start_status_stop() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (registry, beacon, _stop) = rendezvous(&runtime);
+    let servers = rendezvous_support::start(None);
     let home = tempfile::tempdir().unwrap();
     let socket = home.path().join("d.sock");
     let _guard = KillOnDrop(home.path().join(".pilot").join("pilot.pid"));
@@ -284,8 +244,8 @@ fn pilotctl_daemon_start_status_stop() {
             .output()
             .unwrap()
     };
-    let registry = registry.local_addr().to_string();
-    let beacon = beacon.to_string();
+    let registry = servers.registry.to_string();
+    let beacon = servers.beacon.to_string();
     let start = [
         "daemon",
         "start",

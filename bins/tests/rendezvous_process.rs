@@ -5,45 +5,12 @@
 use pilot::crypto::{to_base64, Identity};
 use pilot::net::TokioNet;
 use pilot::registry::client::{Client, Signer};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
-struct Rendezvous {
-    child: Child,
-    registry: SocketAddr,
-}
-
-/// Starts the binary on ephemeral loopback ports and reads the addresses it reports.
-fn start(store: &Path) -> Rendezvous {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pilot-rendezvous"))
-        .args([
-            "-registry-addr",
-            "127.0.0.1:0",
-            "-beacon-addr",
-            "127.0.0.1:0",
-            "-store",
-        ])
-        .arg(store)
-        .args(["-log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start pilot-rendezvous");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the ready line");
-    let registry = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("registry="))
-        .unwrap_or_else(|| panic!("no registry address in {line:?}"))
-        .parse()
-        .unwrap();
-    Rendezvous { child, registry }
-}
+mod rendezvous_support;
+use rendezvous_support::start;
 
 fn client(addr: SocketAddr, identity: &Identity) -> Client<TokioNet> {
     let identity = identity.clone();
@@ -61,7 +28,7 @@ async fn survives_sigkill_with_nothing_acknowledged_lost() {
     let alice_key = to_base64(&alice_id.public_key());
     let bob_key = to_base64(&bob_id.public_key());
 
-    let mut server = start(&store);
+    let mut server = start(Some(&store));
     let mut alice = client(server.registry, &alice_id);
     let mut bob = client(server.registry, &bob_id);
     let a = alice
@@ -95,7 +62,7 @@ async fn survives_sigkill_with_nothing_acknowledged_lost() {
     // SIGKILL: no chance to flush anything that was not already durable.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let mut server = start(&store);
+    let mut server = start(Some(&store));
     let mut alice = client(server.registry, &alice_id);
     let mut bob = client(server.registry, &bob_id);
 
