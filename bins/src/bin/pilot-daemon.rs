@@ -259,6 +259,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("signal handler: {e}"))?;
     let mut task = running.task;
     tokio::select! {
+        biased;
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
         _ = &mut task => {

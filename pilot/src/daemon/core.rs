@@ -527,7 +527,9 @@ impl DaemonCore {
 
     /// Graceful shutdown: every connection gets a FIN (after its queued data).
     pub fn shutdown(&mut self, now: Instant) {
-        let ids: Vec<ConnectionId> = self.conns.keys().copied().collect();
+        let mut ids: Vec<ConnectionId> = self.conns.keys().copied().collect();
+        // Hash-map order differs between runs; FINs go out in a reproducible one.
+        ids.sort_unstable();
         for id in ids {
             if let Some(owned) = self.conns.get_mut(&id) {
                 owned.close_requested = true;

@@ -162,6 +162,7 @@ async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
         let may_read =
             !state.closing && (state.credit || state.queued_sends < REFERENCE_SEND_QUEUE);
         tokio::select! {
+            biased;
             n = rd.read(&mut buf), if may_read => {
                 let n = n?;
                 if n == 0 {

@@ -322,6 +322,7 @@ pub(super) async fn session<N: Network>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let reregister = tokio::select! {
+            biased;
             _ = tick.tick() => {
                 let node = link.node_id.load(Ordering::Relaxed);
                 match link.heartbeat(node).await {

@@ -281,7 +281,21 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                     None => std::future::pending().await,
                 }
             };
+            // Biased for determinism (tokio's fair choice draws randomness); client requests
+            // first, so a flood of datagrams cannot starve them. Timers are checked after every
+            // wake-up, whichever branch fired.
             tokio::select! {
+                biased;
+                request = self.rx.recv() => {
+                    let Some(request) = request else { return };
+                    self.request(request);
+                    for _ in 1..REQUEST_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(r) => self.request(r),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 r = self.socket.recv_from(&mut buf) => {
                     let now = now();
                     match r {
@@ -297,16 +311,6 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                         };
                         let Some((n, from)) = more else { break };
                         self.core.handle_datagram(now, from, &buf[..n]);
-                    }
-                }
-                request = self.rx.recv() => {
-                    let Some(request) = request else { return };
-                    self.request(request);
-                    for _ in 1..REQUEST_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(r) => self.request(r),
-                            Err(_) => break,
-                        }
                     }
                 }
                 () = sleep => {}

@@ -13,7 +13,7 @@ use crate::daemon::{ClientEvent, ClientOptions, DaemonHandle, Relay, TrustJob};
 use crate::net::{Network, WallClock};
 use crate::services::trust::{message::MAX_MESSAGE_LEN, HandshakeMessage, HANDSHAKE_PORT};
 use crate::wire::Addr;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,10 +49,12 @@ pub async fn run<N: Network, C: WallClock + Clone>(
         tracing::error!(error = %e, "handshake service not started");
         return;
     }
-    let mut inbound: HashMap<u32, Inbound> = HashMap::new();
+    // Ordered: the sweep closes stale connections in a reproducible order.
+    let mut inbound: BTreeMap<u32, Inbound> = BTreeMap::new();
     let mut sweep = tokio::time::interval(FIRST_DATA_TIMEOUT / 2);
     loop {
         tokio::select! {
+            biased;
             event = session.next_event() => {
                 let Some(event) = event else { return };
                 match event {

@@ -163,7 +163,10 @@ impl DaemonCore {
     }
 
     pub(super) fn accept_all(&mut self) {
-        let ports: Vec<(u16, ClientId)> = self.listeners.iter().map(|(p, c)| (*p, *c)).collect();
+        let mut ports: Vec<(u16, ClientId)> =
+            self.listeners.iter().map(|(p, c)| (*p, *c)).collect();
+        // Hash-map order differs between runs; accepts are announced in port order.
+        ports.sort_unstable_by_key(|(port, _)| *port);
         for (port, client) in ports {
             while let Ok(Some(id)) = self.endpoint.accept(port) {
                 let Some(conn) = self.endpoint.connection(id) else {
