@@ -22,6 +22,9 @@ pub const DEFAULT_DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
 /// Largest datagram read (the Go beacon's buffer; no UDP payload is larger).
 const RECV_BUFFER: usize = 65_535;
 
+/// Kernel socket buffers requested, each way (the Go beacon asks for 4 MiB to receive).
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// Where peer beacons come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerSource {
@@ -110,6 +113,10 @@ impl<N: Network> BeaconServer<N> {
             ));
         }
         let socket = net.bind_udp(config.listen).await?;
+        // Relay bursts from many daemons arrive at once; the kernel's default buffer drops them.
+        if let Err(e) = socket.set_buffer_sizes(SOCKET_BUFFER) {
+            tracing::warn!(error = %e, "could not enlarge the beacon socket's buffers");
+        }
         let local = socket.local_addr()?;
         Ok(BeaconServer {
             net,
