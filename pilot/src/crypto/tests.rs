@@ -4,8 +4,9 @@
 use super::agreement::tests::{ALICE_PUBLIC, ALICE_SECRET, BOB_PUBLIC, BOB_SECRET, TUNNEL_KEY};
 use super::*;
 use crate::net::{seeded_rng, Rng};
+use crate::wire::tunnel::tests::{PILA_NODE1, PILK_NODE2};
 use crate::wire::tunnel::{AuthKeyExchange, KeyExchange, Nonce, SealedFrame, TunnelFrame};
-use crate::wire::{Addr, Flags, Header, Packet};
+use crate::wire::{Flags, Packet};
 use hex_literal::hex;
 
 const RFC8032_SEED: [u8; 32] =
@@ -19,38 +20,9 @@ const PILS_NODE1_V1: [u8; 70] = hex!(
     "2D F7 B2 48 16 9A"
 );
 
-const PILA_NODE1: [u8; 136] = hex!(
-    "50 49 4C 41 00 00 00 01 85 20 F0 09 89 30 A7 54"
-    "74 8B 7D DC B4 3E F7 5A 0D BF 3A 0D 26 38 1A F4"
-    "EB A4 A9 8E AA 9B 4E 6A D7 5A 98 01 82 B1 0A B7"
-    "D5 4B FE D3 C9 64 07 3A 0E E1 72 F3 DA A6 23 25"
-    "AF 02 1A 68 F7 07 51 1A 88 0A F5 E2 CE 0D 44 FC"
-    "98 43 2C 2F F8 C8 67 56 7F 42 F4 42 CD 9E 00 C2"
-    "98 19 98 23 84 4F 1E 7D 54 C5 56 0C 7C 74 80 B2"
-    "F9 08 55 B7 31 78 C6 65 29 55 38 BD 30 E5 21 F7"
-    "94 C4 94 E7 93 E7 61 0D"
-);
-
-const PILK_NODE2: [u8; 40] = hex!(
-    "50 49 4C 4B 00 00 00 02 DE 9E DB 7D 7B 7D C1 B4"
-    "D3 5B 61 C2 EC E4 35 37 3F 83 43 C8 5B 78 67 4D"
-    "AD FC 7E 14 6F 88 2B 4F"
-);
-
 /// Packet V1 of §3.8: a SYN from node 1 to node 2.
 fn packet_v1() -> Vec<u8> {
-    let header = Header {
-        flags: Flags::SYN,
-        src: Addr::new(0, 1),
-        dst: Addr::new(0, 2),
-        src_port: 49152,
-        dst_port: 1000,
-        window: 512,
-        ..Header::default()
-    };
-    let mut out = Vec::new();
-    header.encode_packet(&[], &mut out).unwrap();
-    out
+    crate::wire::header::tests::V1.to_vec()
 }
 
 /// A daemon in a test: its node ID and keys.

@@ -284,7 +284,7 @@ impl fmt::Display for Packet<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hex_literal::hex;
 
@@ -298,7 +298,8 @@ mod tests {
         }
     }
 
-    const V1: [u8; 34] = hex!(
+    /// Vector V1 of `spec/wire.md` §3.8: a SYN from node 1 to node 2.
+    pub(crate) const V1: [u8; 34] = hex!(
         "11 01 00 00 00 00 00 00 00 01 00 00 00 00 00 02"
         "C0 00 03 E8 00 00 00 00 00 00 00 00 02 00 14 5E"
         "D8 74"
@@ -314,7 +315,8 @@ mod tests {
         "50 53 70 69 6E 67"
     );
 
-    fn v1_header() -> Header {
+    /// The header of [`V1`].
+    pub(crate) fn v1_header() -> Header {
         Header {
             flags: Flags::SYN,
             window: 512,

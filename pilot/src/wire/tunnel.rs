@@ -252,7 +252,6 @@ impl<'a> TunnelFrame<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::{Addr, Flags};
     use hex_literal::hex;
 
     pub(crate) const PILK_NODE2: [u8; 40] = hex!(
@@ -261,7 +260,7 @@ pub(crate) mod tests {
         "AD FC 7E 14 6F 88 2B 4F"
     );
 
-    const PILA_NODE1: [u8; 136] = hex!(
+    pub(crate) const PILA_NODE1: [u8; 136] = hex!(
         "50 49 4C 41 00 00 00 01 85 20 F0 09 89 30 A7 54"
         "74 8B 7D DC B4 3E F7 5A 0D BF 3A 0D 26 38 1A F4"
         "EB A4 A9 8E AA 9B 4E 6A D7 5A 98 01 82 B1 0A B7"
@@ -275,19 +274,15 @@ pub(crate) mod tests {
 
     #[test]
     fn vector_v4_plaintext_frame() {
-        let header = Header {
-            flags: Flags::SYN,
-            src: Addr::new(0, 1),
-            dst: Addr::new(0, 2),
-            src_port: 49152,
-            dst_port: 1000,
-            window: 512,
-            ..Header::default()
-        };
+        let header = crate::wire::header::tests::v1_header();
         let mut out = Vec::new();
         TunnelFrame::encode_plain(&header, &[], &mut out).unwrap();
-        assert_eq!(out.len(), 38);
         assert_eq!(&out[..4], b"PILT");
+        assert_eq!(
+            &out[4..],
+            crate::wire::header::tests::V1,
+            "V4 is PILT then V1"
+        );
         match TunnelFrame::decode(&out).unwrap() {
             TunnelFrame::Plain(p) => assert_eq!(p.header, header),
             other => panic!("decoded {other:?}"),
