@@ -5,38 +5,23 @@
 //! prints both figures and their ratio. The raw AEAD is benchmarked too (group `aead`), with
 //! both backends considered, to show what framing and replay bookkeeping cost on top.
 
+mod common;
+use common::keyed_crypto_pair;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pilot::crypto::{Identity, LocalKeys, PeerCrypto, RegistryKey, TunnelKey};
-use pilot::net::seeded_rng;
+use pilot::crypto::TunnelKey;
 use pilot::wire::{Nonce, TunnelFrame};
 use std::hint::black_box;
 
 /// A typical tunnel payload: a Pilot packet that fills a 1,500-byte path with room to spare.
 const PAYLOAD: usize = 1400;
 
-/// Two nodes with agreed keys: (1's state for 2, 2's state for 1).
-fn keyed_pair() -> (PeerCrypto, PeerCrypto) {
-    let mut rng = seeded_rng(2026);
-    let a = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
-    let b = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
-    let key_of = |k: &LocalKeys| RegistryKey::Known(k.identity().public_key());
-    let mut a_to_b = PeerCrypto::new(2);
-    a_to_b
-        .accept_auth_key_exchange(&a, &b.auth_key_exchange(2), key_of(&b), &mut rng)
-        .expect("b's PILA is genuine");
-    let mut b_from_a = PeerCrypto::new(1);
-    b_from_a
-        .accept_auth_key_exchange(&b, &a.auth_key_exchange(1), key_of(&a), &mut rng)
-        .expect("a's PILA is genuine");
-    (a_to_b, b_from_a)
-}
-
 fn pils(c: &mut Criterion) {
     let packet = vec![0x5Au8; PAYLOAD];
     let mut group = c.benchmark_group("pils");
     group.throughput(Throughput::Bytes(PAYLOAD as u64));
 
-    let (mut sender, mut receiver) = keyed_pair();
+    let (mut sender, mut receiver) = keyed_crypto_pair();
     let mut frame = Vec::with_capacity(PAYLOAD + 64);
     group.bench_function("seal_1400", |b| {
         b.iter(|| {

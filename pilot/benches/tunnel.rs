@@ -7,8 +7,11 @@
 //! (`pils_seal_4096`, `pils_open_4096`), so the tunnel's own cost (routing, buffers, checks,
 //! path bookkeeping) reads as the difference, whatever the load on the machine.
 
+mod common;
+use common::keyed_crypto_pair;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pilot::crypto::{Identity, LocalKeys, PeerCrypto, RegistryKey};
+use pilot::crypto::{Identity, LocalKeys, RegistryKey};
 use pilot::net::seeded_rng;
 use pilot::tunnel::{Tunnel, TunnelConfig, TunnelEvent};
 use pilot::wire::{Addr, Header, Protocol, TunnelFrame};
@@ -58,23 +61,6 @@ fn keyed_pair(now: Instant) -> (Tunnel, Tunnel) {
     (a, b)
 }
 
-/// Bare crypto states of two keyed nodes: (1's state for 2, 2's state for 1).
-fn crypto_pair() -> (PeerCrypto, PeerCrypto) {
-    let mut rng = seeded_rng(2026);
-    let a = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
-    let b = LocalKeys::generate(Identity::generate(&mut rng), &mut rng);
-    let key_of = |k: &LocalKeys| RegistryKey::Known(k.identity().public_key());
-    let mut a_to_b = PeerCrypto::new(2);
-    a_to_b
-        .accept_auth_key_exchange(&a, &b.auth_key_exchange(2), key_of(&b), &mut rng)
-        .expect("genuine");
-    let mut b_from_a = PeerCrypto::new(1);
-    b_from_a
-        .accept_auth_key_exchange(&b, &a.auth_key_exchange(1), key_of(&a), &mut rng)
-        .expect("genuine");
-    (a_to_b, b_from_a)
-}
-
 fn tunnel(c: &mut Criterion) {
     let now = Instant::now();
     let header = Header {
@@ -90,7 +76,7 @@ fn tunnel(c: &mut Criterion) {
     let mut group = c.benchmark_group("tunnel");
     group.throughput(Throughput::Bytes(PAYLOAD as u64));
 
-    let (mut seal, mut open) = crypto_pair();
+    let (mut seal, mut open) = keyed_crypto_pair();
     let mut frame = Vec::with_capacity(PAYLOAD + 128);
     group.bench_function("pils_seal_4096", |bench| {
         bench.iter(|| {

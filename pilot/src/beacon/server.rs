@@ -8,7 +8,7 @@ use super::gossip::canonical;
 use super::outbox::Outbox;
 use super::state::Beacon;
 use super::stats::{BeaconStats, BeaconStatus};
-use crate::net::{Network, UdpSocket};
+use crate::net::{monotonic_now, Network, UdpSocket};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -76,10 +76,6 @@ pub struct BeaconServer<N: Network> {
     status: watch::Sender<BeaconStatus>,
 }
 
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// `peers` without any of `own` (a beacon finds itself in the registry's list).
 fn without_own(peers: &[SocketAddr], own: &[SocketAddr]) -> Vec<SocketAddr> {
     peers
@@ -140,7 +136,7 @@ impl<N: Network> BeaconServer<N> {
 
     /// Serves until `shutdown` becomes true (or its sender is dropped); returns the counters.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> io::Result<BeaconStats> {
-        let mut beacon = Beacon::new(self.config.beacon.clone(), now());
+        let mut beacon = Beacon::new(self.config.beacon.clone(), monotonic_now());
         let advertised = self.config.advertise.unwrap_or(self.local);
         let own = [self.local, advertised];
         let not_self = move |peers: &[SocketAddr]| without_own(peers, &own);
@@ -179,7 +175,7 @@ impl<N: Network> BeaconServer<N> {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 // Never earlier than the deadline, so the tick always runs and re-arms the timer.
                 () = &mut timer => {
-                    beacon.handle_timeout(now().max(deadline.into_std()), &mut out);
+                    beacon.handle_timeout(monotonic_now().max(deadline.into_std()), &mut out);
                     ticks += 1;
                     self.publish(&beacon, ticks);
                 }
@@ -189,7 +185,7 @@ impl<N: Network> BeaconServer<N> {
                     beacon.set_peers(&peers);
                 }
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => beacon.handle_datagram(now(), from, &buf[..len], &mut out),
+                    Ok((len, from)) => beacon.handle_datagram(monotonic_now(), from, &buf[..len], &mut out),
                     // ICMP errors surface here on some systems; they concern one peer only.
                     Err(e) => tracing::debug!(error = %e, "beacon receive failed"),
                 },

@@ -13,7 +13,7 @@ use super::info::{info_json, InfoContext};
 use super::registry::{self, Registering, RegistryLink};
 use super::types::{ClientEvent, ClientId, Output, TrustJob};
 use crate::crypto::{to_base64, Identity, LocalKeys};
-use crate::net::{seeded_rng, Network, Rng, Storage, UdpSocket, WallClock};
+use crate::net::{monotonic_now, seeded_rng, Network, Rng, Storage, UdpSocket, WallClock};
 use crate::services::trust::{self, TrustBook};
 use crate::transport::syn_limit::SynLimits;
 use crate::transport::{Config as ConnConfig, EndpointConfig};
@@ -66,10 +66,6 @@ pub struct Daemon {
     pub tunnel_addr: std::net::SocketAddr,
     /// Ends when the daemon stopped.
     pub task: JoinHandle<()>,
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Starts a daemon: identity, tunnel socket, registration, then the tasks. Fails if the
@@ -167,7 +163,7 @@ where
     });
     let mut core = DaemonCore::new(tunnel, endpoint, seeded_rng(rng.next_u64()), book);
     if config.endpoint.is_none() && config.beacon.is_some() {
-        core.discover(now());
+        core.discover(monotonic_now());
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
@@ -224,7 +220,7 @@ where
         endpoint_tx,
         jobs: jobs_tx,
         info,
-        started: now(),
+        started: monotonic_now(),
         shutdown: None,
     };
     let task = tokio::spawn(async move {
@@ -297,7 +293,7 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                     }
                 }
                 r = self.socket.recv_from(&mut buf) => {
-                    let now = now();
+                    let now = monotonic_now();
                     match r {
                         Ok((n, from)) => self.core.handle_datagram(now, from, &buf[..n]),
                         Err(e) => tracing::debug!(error = %e, "tunnel socket receive"),
@@ -315,7 +311,7 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                 }
                 () = sleep => {}
             }
-            let now = now();
+            let now = monotonic_now();
             if self.core.poll_timeout().is_some_and(|d| d <= now) {
                 self.core.handle_timeout(now);
             }
@@ -343,7 +339,7 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
     }
 
     fn request(&mut self, request: Request) {
-        let now = now();
+        let now = monotonic_now();
         match request {
             Request::Open {
                 options,

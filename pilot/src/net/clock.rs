@@ -7,6 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Monotonic time for sans-IO state machines, which take `std::time::Instant` values: read from
+/// tokio's clock, so under turmoil (or `tokio::time::pause`) it is simulated time.
+pub fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// A source of wall-clock time.
 pub trait WallClock: Send + Sync + 'static {
     /// The current wall-clock time.

@@ -17,7 +17,7 @@ mod rng;
 mod storage;
 mod tokio_net;
 
-pub use clock::{FixedClock, SystemClock, WallClock};
+pub use clock::{monotonic_now, FixedClock, SystemClock, WallClock};
 pub use rng::{os_seeded_rng, seeded_rng, Rng};
 pub use storage::{DiskStorage, MemStorage, Storage, StorageError};
 pub use tokio_net::TokioNet;
