@@ -1,9 +1,22 @@
 //! Built-in services of the daemon (`spec/services.md` §6, §7).
 //!
+//! - [`conn`]: inbound connections of an in-process service as byte streams.
 //! - [`echo`]: port 7.
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
 
+use std::sync::Arc;
+
+pub mod conn;
 pub mod echo;
 pub mod handshake;
 pub mod trust;
+
+/// Where a service reports what happened (the event names and data of `spec/services.md` §8,
+/// which the webhook posts): `("message.received", {"type": .., "from": .., "size": ..})`.
+pub type Notify = Arc<dyn Fn(&'static str, serde_json::Value) + Send + Sync>;
+
+/// A [`Notify`] that drops every event.
+pub fn quiet() -> Notify {
+    Arc::new(|_, _| {})
+}
