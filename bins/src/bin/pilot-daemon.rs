@@ -12,10 +12,12 @@
 use clap::{ArgAction, Parser};
 use pilot::daemon::{self, DaemonConfig};
 use pilot::net::{os_seeded_rng, DiskStorage, SystemClock, TokioNet};
+use pilot::services::dataexchange::DiskMailbox;
 use pilot_bins::cli::{parse_duration, prepare_args};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every long flag (for the single-dash spelling and the config file).
@@ -118,7 +120,7 @@ struct Args {
     /// Disable the echo service (port 7).
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_echo: bool,
-    /// Accepted for compatibility; this daemon has no data-exchange service.
+    /// Disable data exchange (port 1001): messages and files into $HOME/.pilot.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_dataexchange: bool,
     /// Accepted for compatibility; this daemon has no event-stream service.
@@ -164,10 +166,15 @@ fn duration(flag: &str, text: &str, default: Duration) -> Result<Duration, Strin
     Ok(if d.is_zero() { default } else { d })
 }
 
-fn default_identity() -> Option<PathBuf> {
+/// `$HOME/.pilot`: identity, inbox, received files.
+fn pilot_home() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".pilot").join("identity.json"))
+        .map(|h| PathBuf::from(h).join(".pilot"))
+}
+
+fn default_identity() -> Option<PathBuf> {
+    pilot_home().map(|home| home.join("identity.json"))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -201,6 +208,12 @@ async fn run(args: Args) -> Result<(), String> {
         args.max_conns_total
     };
     config.echo = !args.no_echo;
+    if !args.no_dataexchange {
+        match pilot_home() {
+            Some(home) => config.mailbox = Some(Arc::new(DiskMailbox::new(home))),
+            None => tracing::warn!("HOME is not set: data exchange (port 1001) not started"),
+        }
+    }
     if args.registry_tls {
         if args.registry_fingerprint.is_empty() {
             return Err("-registry-tls needs -registry-fingerprint (the SHA-256 pin of the registry certificate)".into());

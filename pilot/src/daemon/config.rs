@@ -45,6 +45,10 @@ pub struct DaemonConfig {
     pub time_wait: Duration,
     /// The echo service on port 7 (`-no-echo` turns it off).
     pub echo: bool,
+    /// Data exchange on port 1001, storing into this mailbox (`-no-dataexchange`: `None`).
+    pub mailbox: Option<std::sync::Arc<dyn crate::services::dataexchange::Mailbox>>,
+    /// How much one peer may store through data exchange.
+    pub exchange_quota: crate::services::dataexchange::quota::QuotaConfig,
     /// Kernel buffer size asked for on the tunnel socket, each direction.
     pub socket_buffer: usize,
 }
@@ -72,6 +76,8 @@ impl DaemonConfig {
             max_conns_total: 4096,
             time_wait: Duration::from_secs(10),
             echo: true,
+            mailbox: None,
+            exchange_quota: Default::default(),
             socket_buffer: 4 << 20,
         }
     }

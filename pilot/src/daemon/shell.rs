@@ -195,6 +195,19 @@ where
     if config.echo {
         helpers.push(tokio::spawn(crate::services::echo::run(handle.clone())));
     }
+    let notify = crate::services::logged();
+    if let Some(mailbox) = &config.mailbox {
+        let exchange = crate::services::dataexchange::Exchange::new(
+            mailbox.clone(),
+            Arc::new(clock.clone()),
+            notify.clone(),
+            config.exchange_quota,
+        );
+        helpers.push(tokio::spawn(crate::services::dataexchange::run(
+            handle.clone(),
+            Arc::new(exchange),
+        )));
+    }
 
     let info = InfoContext {
         hostname: config.hostname.clone(),

@@ -1,6 +1,7 @@
 //! Built-in services of the daemon (`spec/services.md` §6, §7).
 //!
 //! - [`conn`]: inbound connections of an in-process service as byte streams.
+//! - [`dataexchange`]: port 1001, messages and files into the inbox.
 //! - [`echo`]: port 7.
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 
 pub mod conn;
+pub mod dataexchange;
 pub mod echo;
 pub mod handshake;
 pub mod trust;
@@ -19,4 +21,9 @@ pub type Notify = Arc<dyn Fn(&'static str, serde_json::Value) + Send + Sync>;
 /// A [`Notify`] that drops every event.
 pub fn quiet() -> Notify {
     Arc::new(|_, _| {})
+}
+
+/// A [`Notify`] that logs each event (at debug level) and posts nothing.
+pub fn logged() -> Notify {
+    Arc::new(|event, data| tracing::debug!(event, %data, "service event"))
 }
