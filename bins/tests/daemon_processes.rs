@@ -142,6 +142,19 @@ fn ctl_fails(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A asks; B sees it pending (relayed through the registry: B is private) and approves.
+fn make_trust(a: &mut Node, b: &mut Node, a_id: &str, b_id: &str) {
+    let sent = ctl(a, &["handshake", b_id, "let me in"]);
+    assert_eq!(sent["status"], "sent");
+    b.proc.wait_for(&["Pending", &format!("peer: {a_id}")]);
+    let pending = ctl(b, &["pending"]);
+    assert!(pending["pending"].to_string().contains(a_id), "{pending}");
+    ctl(b, &["approve", a_id]);
+    a.proc.wait_for(&["Approved", &format!("peer: {b_id}")]);
+    assert!(ctl(a, &["trust"])["trusted"].to_string().contains(b_id));
+    assert!(ctl(b, &["trust"])["trusted"].to_string().contains(a_id));
+}
+
 #[test]
 fn two_daemons_driven_by_pilotctl() {
     let servers = rendezvous_support::start(None);
@@ -160,16 +173,7 @@ fn two_daemons_driven_by_pilotctl() {
     // Before trust: B (private) cannot even be resolved, and nothing answers.
     ctl_fails(&a, &["ping", &b_id, "--count", "1", "--timeout", "5s"]);
 
-    // A asks; B sees it pending (relayed through the registry: B is private) and approves.
-    let sent = ctl(&a, &["handshake", &b_id, "let me in"]);
-    assert_eq!(sent["status"], "sent");
-    b.proc.wait_for(&["Pending", &format!("peer: {a_id}")]);
-    let pending = ctl(&b, &["pending"]);
-    assert!(pending["pending"].to_string().contains(&a_id), "{pending}");
-    ctl(&b, &["approve", &a_id]);
-    a.proc.wait_for(&["Approved", &format!("peer: {b_id}")]);
-    assert!(ctl(&a, &["trust"])["trusted"].to_string().contains(&b_id));
-    assert!(ctl(&b, &["trust"])["trusted"].to_string().contains(&a_id));
+    make_trust(&mut a, &mut b, &a_id, &b_id);
 
     let ping = ctl(&a, &["ping", &b_id, "--count", "3", "--interval", "0"]);
     assert_eq!(ping["received"], 3, "{ping}");
@@ -209,6 +213,66 @@ fn two_daemons_driven_by_pilotctl() {
     let status = b.proc.child.wait().unwrap();
     assert!(status.success());
     assert!(!b.socket.exists());
+}
+
+#[test]
+fn messages_and_files_acked_before_kill_9_are_kept() {
+    let servers = rendezvous_support::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
+    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
+    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
+    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
+    make_trust(&mut a, &mut b, &a_id, &b_id);
+
+    let sent = ctl(&a, &["send-message", &b_id, "--data", "hello b"]);
+    assert_eq!(sent["ack"], "ACK TEXT 7 bytes", "{sent}");
+    let sent = ctl(
+        &a,
+        &[
+            "send-message",
+            &b_id,
+            "--data",
+            "{\"n\":1}",
+            "--type",
+            "json",
+        ],
+    );
+    assert_eq!(sent["ack"], "ACK JSON 7 bytes", "{sent}");
+    // Larger than one frame: streamed.
+    let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let path = dir.path().join("model.bin");
+    std::fs::write(&path, &big).unwrap();
+    let sent = ctl(&a, &["send-file", &b_id, path.to_str().unwrap()]);
+    assert_eq!(
+        sent["ack"],
+        format!("ACK FILE {} bytes", big.len()),
+        "{sent}"
+    );
+    assert_eq!(sent["bytes"], big.len());
+
+    // Everything ACKed is on disk even if the daemon dies without warning.
+    b.proc.child.kill().unwrap();
+    b.proc.child.wait().unwrap();
+    let inbox = ctl(&b, &["inbox"]);
+    assert_eq!(inbox["total"], 2, "{inbox}");
+    assert!(inbox.to_string().contains("hello b"), "{inbox}");
+    let received = ctl(&b, &["received"]);
+    assert_eq!(received["total"], 1, "{received}");
+    let file = &received["files"][0];
+    assert!(
+        file["name"].as_str().unwrap().starts_with("model-"),
+        "{file}"
+    );
+    assert_eq!(std::fs::read(file["path"].as_str().unwrap()).unwrap(), big);
+
+    assert_eq!(ctl(&b, &["inbox", "--clear"])["cleared"], 2);
+    assert_eq!(ctl(&b, &["inbox"])["total"], 0);
+    assert_eq!(ctl(&b, &["received", "--clear"])["cleared"], 1);
+    let missing = ctl_fails(&a, &["send-file", &b_id, "/no/such/file"]);
+    assert!(missing.contains("not_found"), "{missing}");
+    let bad = ctl_fails(&a, &["send-message", &b_id, "--data", "x", "--type", "xml"]);
+    assert!(bad.contains("unknown type"), "{bad}");
 }
 
 /// Kills whatever the PID file names when the test ends, so a failure leaks no process.

@@ -3,6 +3,7 @@
 
 mod context;
 mod daemon;
+mod messages;
 mod names;
 mod probe;
 mod status;
@@ -67,6 +68,10 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "recv", args: &["<port>", "[--count 1]", "[--timeout 30s]"], description: "Listen on a port and print one message from each inbound connection", returns: "messages[seq, port, data, bytes | error], timeout", flags: &[value("count"), value("timeout")] },
     Spec { name: "ping", args: &["<target>", "[--count 4]", "[--interval 1s]", "[--timeout 30s]"], description: "Round trips to the echo service (port 7); each probe dials, so RTT includes setup", returns: "target, results[seq, rtt_ms, bytes | error], sent, received, min_ms, avg_ms, max_ms, timeout", flags: &[value("count"), value("interval"), value("timeout")] },
     Spec { name: "bench", args: &["<target>", "[size_mb=1]", "[--timeout 120s]"], description: "Throughput to the echo service (port 7), sending and reading back concurrently", returns: "target, sent_bytes, recv_bytes, send_duration_ms, total_duration_ms, send_mbps, total_mbps", flags: &[value("timeout")] },
+    Spec { name: "send-message", args: &["<target>", "--data data", "[--type text|json|binary]"], description: "Send a message to a node's inbox (data exchange, port 1001) and wait for its ACK", returns: "target, type, bytes, ack", flags: &[value("data"), value("type")] },
+    Spec { name: "send-file", args: &["<target>", "<path>"], description: "Send a file to a node's received folder (port 1001), streamed, with progress; waits for the ACK", returns: "filename, bytes, destination, ack, duration_ms, mbps", flags: &[] },
+    Spec { name: "inbox", args: &["[--clear]"], description: "Messages received through data exchange ($HOME/.pilot/inbox); --clear deletes them", returns: "messages[type, from, data, bytes, received_at], total, dir | cleared", flags: &[switch("clear")] },
+    Spec { name: "received", args: &["[--clear]"], description: "Files received through data exchange ($HOME/.pilot/received); --clear deletes them", returns: "files[name, bytes, modified, path], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "context", args: &[], description: "Every command with its arguments and output, error codes, environment", returns: "version, commands, error_codes, global_flags, environment, config_file", flags: &[] },
 ];
 
@@ -114,6 +119,10 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "recv" => stream::recv(ctx, &args).await,
         "ping" => probe::ping(ctx, &args).await,
         "bench" => probe::bench(ctx, &args).await,
+        "send-message" => messages::send_message(ctx, &args).await,
+        "send-file" => messages::send_file(ctx, &args).await,
+        "inbox" => messages::inbox(ctx, &args).await,
+        "received" => messages::received(ctx, &args).await,
         "context" => context::context(&args),
         other => Err(CliError::new(
             Code::Internal,
