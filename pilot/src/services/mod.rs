@@ -3,6 +3,7 @@
 //! - [`conn`]: inbound connections of an in-process service as byte streams.
 //! - [`dataexchange`]: port 1001, messages and files into the inbox.
 //! - [`echo`]: port 7.
+//! - [`secure`]: the port-443 encrypted channel between applications (library only).
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
 
@@ -12,6 +13,7 @@ pub mod conn;
 pub mod dataexchange;
 pub mod echo;
 pub mod handshake;
+pub mod secure;
 pub mod trust;
 
 /// Where a service reports what happened (the event names and data of `spec/services.md` §8,
