@@ -284,3 +284,32 @@ async fn a_disabled_service_refuses_connections() {
         .unwrap();
     assert!(err.to_string().contains("refused"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_client_dials_through_its_daemon() {
+    use pilot::services::conn::ServiceStream;
+    use pilot::services::dataexchange::DataClient;
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mailbox = MemMailbox::new();
+    let (a, b, _driver) = pair(
+        &rv,
+        dir.path(),
+        Some(Arc::new(mailbox.clone())),
+        QuotaConfig::default(),
+    )
+    .await;
+    for round in 0..3 {
+        let stream = within(ServiceStream::dial(&a.handle, b.handle.address(), 1001))
+            .await
+            .unwrap();
+        let mut client = DataClient::new(stream);
+        let text = format!("round {round}");
+        assert_eq!(
+            within(client.send_text(&text)).await.unwrap(),
+            ack("TEXT", text.len() as u64)
+        );
+        // Dropping the client closes the connection and its session.
+    }
+    assert_eq!(mailbox.entries().len(), 3);
+}

@@ -11,15 +11,15 @@
 //! peer instead of growing a buffer; writes wait while [`SEND_WINDOW`] bytes are queued in the
 //! daemon and not yet in the stream.
 
-use crate::daemon::{ClientEvent, ClientOptions, DaemonHandle, SessionRequests};
-use crate::wire::SocketAddr;
+use crate::daemon::{ClientEvent, ClientOptions, DaemonHandle, Session, SessionRequests};
+use crate::wire::{Addr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Receive credit a connection starts with (and at most holds unread).
 pub const RECV_WINDOW: u32 = 256 << 10;
@@ -70,22 +70,10 @@ impl ServiceListener {
             recv_credit: RECV_WINDOW,
             bound_datagrams: true,
         };
-        let mut session = handle.session(options).await?;
+        let session = handle.session(options).await?;
         session.listen(port).await?;
         let (tx, accepts) = mpsc::channel(ACCEPT_BACKLOG);
-        tokio::spawn(async move {
-            let requests = session.requests();
-            let mut conns: BTreeMap<u32, Weak<Mutex<State>>> = BTreeMap::new();
-            while let Some(event) = session.next_event().await {
-                route(event, &requests, &mut conns, &tx);
-            }
-            // The daemon stopped: every stream ends.
-            for state in conns.values().filter_map(Weak::upgrade) {
-                let mut s = lock(&state);
-                s.ended = true;
-                s.wake();
-            }
-        });
+        tokio::spawn(serve_session(session, BTreeMap::new(), tx, None));
         Ok(ServiceListener { accepts, port })
     }
 
@@ -97,6 +85,40 @@ impl ServiceListener {
     /// The next inbound connection and its peer; `None` once the daemon stopped.
     pub async fn accept(&mut self) -> Option<(ServiceStream, SocketAddr)> {
         self.accepts.recv().await
+    }
+}
+
+/// Routes a session's events to its streams until the daemon stops, then ends them all.
+/// `gone` resolves when a dialled stream is dropped (the session then closes with it);
+/// a listener's session lives as long as the daemon.
+async fn serve_session(
+    mut session: Session,
+    mut conns: BTreeMap<u32, Weak<Mutex<State>>>,
+    accepts: mpsc::Sender<(ServiceStream, SocketAddr)>,
+    gone: Option<oneshot::Receiver<()>>,
+) {
+    let requests = session.requests();
+    let gone = async move {
+        match gone {
+            Some(rx) => drop(rx.await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(gone);
+    loop {
+        tokio::select! {
+            biased;
+            event = session.next_event() => match event {
+                Some(event) => route(event, &requests, &mut conns, &accepts),
+                None => break,
+            },
+            () = &mut gone => return, // dropping the session closes what is left
+        }
+    }
+    for state in conns.values().filter_map(Weak::upgrade) {
+        let mut s = lock(&state);
+        s.ended = true;
+        s.wake();
     }
 }
 
@@ -116,6 +138,7 @@ fn route(
                 requests: requests.clone(),
                 state: state.clone(),
                 closed: false,
+                _session: None,
             };
             if accepts.try_send((stream, remote)).is_ok() {
                 conns.insert(conn, Arc::downgrade(&state));
@@ -157,9 +180,36 @@ pub struct ServiceStream {
     requests: SessionRequests,
     state: Shared,
     closed: bool,
+    /// A dialled stream owns its session: dropping this ends it.
+    _session: Option<oneshot::Sender<()>>,
 }
 
 impl ServiceStream {
+    /// Opens a stream from this daemon to `addr:port`, as an in-process client (the
+    /// simulator's daemons and in-process tools dial this way; applications use the driver).
+    pub async fn dial(handle: &DaemonHandle, addr: Addr, port: u16) -> Result<Self, String> {
+        let options = ClientOptions {
+            recv_credit: RECV_WINDOW,
+            bound_datagrams: true,
+        };
+        let session = handle.session(options).await?;
+        let conn = session.dial(addr, port).await?;
+        let state = Shared::default();
+        let (guard, gone) = oneshot::channel();
+        let stream = ServiceStream {
+            conn,
+            requests: session.requests(),
+            state: state.clone(),
+            closed: false,
+            _session: Some(guard),
+        };
+        let conns = BTreeMap::from([(conn, Arc::downgrade(&state))]);
+        // No listener: nothing is ever accepted.
+        let (accepts, _) = mpsc::channel(1);
+        tokio::spawn(serve_session(session, conns, accepts, Some(gone)));
+        Ok(stream)
+    }
+
     /// The daemon's ID of this connection.
     pub fn id(&self) -> u32 {
         self.conn
