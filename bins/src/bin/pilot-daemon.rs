@@ -126,7 +126,7 @@ struct Args {
     /// Accepted for compatibility; this daemon has no event-stream service.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_eventstream: bool,
-    /// Accepted for compatibility; webhooks are not supported.
+    /// POST every event as JSON to this http:// or https:// URL.
     #[arg(long, default_value = "")]
     webhook: String,
     /// debug, info, warn or error.
@@ -220,9 +220,8 @@ async fn run(args: Args) -> Result<(), String> {
         }
         config.registry_tls_pin = Some(args.registry_fingerprint.to_ascii_lowercase());
     }
-    if !args.webhook.is_empty() {
-        tracing::warn!("webhooks are not supported; -webhook ignored");
-    }
+    pilot::services::webhook::check_url(&args.webhook).map_err(|e| format!("-webhook: {e}"))?;
+    config.webhook = args.webhook.clone();
 
     let identity = match &args.identity {
         Some(p) if p.is_empty() => None,

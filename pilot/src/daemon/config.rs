@@ -45,6 +45,8 @@ pub struct DaemonConfig {
     pub time_wait: Duration,
     /// The echo service on port 7 (`-no-echo` turns it off).
     pub echo: bool,
+    /// Where events are POSTed (`-webhook`; empty: nowhere).
+    pub webhook: String,
     /// Data exchange on port 1001, storing into this mailbox (`-no-dataexchange`: `None`).
     pub mailbox: Option<std::sync::Arc<dyn crate::services::dataexchange::Mailbox>>,
     /// How much one peer may store through data exchange.
@@ -76,6 +78,7 @@ impl DaemonConfig {
             max_conns_total: 4096,
             time_wait: Duration::from_secs(10),
             echo: true,
+            webhook: String::new(),
             mailbox: None,
             exchange_quota: Default::default(),
             socket_buffer: 4 << 20,

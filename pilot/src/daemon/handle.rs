@@ -115,6 +115,7 @@ pub struct DaemonHandle {
     pub(crate) tx: mpsc::UnboundedSender<Request>,
     node_id: u32,
     trust: tokio::sync::watch::Receiver<u64>,
+    webhooks: std::sync::Arc<crate::services::webhook::Webhooks>,
 }
 
 impl DaemonHandle {
@@ -122,8 +123,19 @@ impl DaemonHandle {
         tx: mpsc::UnboundedSender<Request>,
         node_id: u32,
         trust: tokio::sync::watch::Receiver<u64>,
+        webhooks: std::sync::Arc<crate::services::webhook::Webhooks>,
     ) -> Self {
-        DaemonHandle { tx, node_id, trust }
+        DaemonHandle {
+            tx,
+            node_id,
+            trust,
+            webhooks,
+        }
+    }
+
+    /// The daemon's webhook: where its events are posted.
+    pub fn webhooks(&self) -> &crate::services::webhook::Webhooks {
+        &self.webhooks
     }
 
     /// A counter that moves whenever the trust book changes: wait on it instead of polling.

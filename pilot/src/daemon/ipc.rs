@@ -406,12 +406,10 @@ impl State {
                 }
                 Err(e) => ready(Event::error(e)),
             },
-            Command::SetWebhook(url) => {
-                if !url.is_empty() {
-                    tracing::warn!(%url, "webhooks are not supported by this daemon; URL ignored");
-                }
-                ready(json_reply(code::SET_WEBHOOK_OK, &json!({ "webhook": url })))
-            }
+            Command::SetWebhook(url) => match self.handle.webhooks().set(&url) {
+                Ok(()) => ready(json_reply(code::SET_WEBHOOK_OK, &json!({ "webhook": url }))),
+                Err(e) => ready(Event::error(e)),
+            },
             Command::Hello(bytes) => ready(self.hello(session, &bytes)),
         };
         replies.push_back(reply);

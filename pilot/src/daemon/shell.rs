@@ -168,7 +168,15 @@ where
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (trust_version, trust_watch) = watch::channel(0u64);
-    let handle = DaemonHandle::new(tx.clone(), node, trust_watch);
+    let webhooks = crate::services::webhook::Webhooks::new(node, Arc::new(clock.clone()));
+    if let Err(e) = webhooks.set(&config.webhook) {
+        tracing::warn!(error = %e, "webhook not set");
+    }
+    webhooks.emit(
+        "node.registered",
+        serde_json::json!({"address": registration.address.to_string(), "endpoint": listen_addr}),
+    );
+    let handle = DaemonHandle::new(tx.clone(), node, trust_watch, webhooks.clone());
     let (endpoint_tx, endpoint_rx) = watch::channel(None);
     let subscribed = Arc::new(AtomicBool::new(false));
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
@@ -195,7 +203,7 @@ where
     if config.echo {
         helpers.push(tokio::spawn(crate::services::echo::run(handle.clone())));
     }
-    let notify = crate::services::logged();
+    let notify = webhooks.notify();
     if let Some(mailbox) = &config.mailbox {
         let exchange = crate::services::dataexchange::Exchange::new(
             mailbox.clone(),
@@ -232,6 +240,7 @@ where
         next_token: 1,
         endpoint_tx,
         jobs: jobs_tx,
+        webhooks,
         info,
         started: monotonic_now(),
         shutdown: None,
@@ -265,6 +274,7 @@ struct Shell<N: Network, S: Storage, C: WallClock> {
     next_token: u64,
     endpoint_tx: watch::Sender<Option<std::net::SocketAddr>>,
     jobs: mpsc::UnboundedSender<TrustJob>,
+    webhooks: Arc<crate::services::webhook::Webhooks>,
     info: InfoContext,
     started: Instant,
     shutdown: Option<(Instant, oneshot::Sender<()>)>,
@@ -487,6 +497,7 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                     tracing::info!(endpoint = %addr, "public endpoint discovered");
                     let _ = self.endpoint_tx.send(Some(addr));
                 }
+                Output::Notify(name, data) => self.webhooks.emit(name, data),
                 Output::PersistTrust(bytes) => {
                     self.trust_version.send_modify(|v| *v += 1);
                     if self.persist_trust {

@@ -102,6 +102,8 @@ pub enum Output {
     PersistTrust(Vec<u8>),
     /// A trust message or registry call for the handshake service.
     Trust(TrustJob),
+    /// An event for the webhook (`spec/services.md` §8): its name and data.
+    Notify(&'static str, serde_json::Value),
 }
 
 /// Network work the trust rules ask for, done off the core by the handshake service.

@@ -6,6 +6,7 @@
 //! - [`secure`]: the port-443 encrypted channel between applications (library only).
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
+//! - [`webhook`]: every reported event POSTed to one URL, off the data path.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub mod echo;
 pub mod handshake;
 pub mod secure;
 pub mod trust;
+pub mod webhook;
 
 /// Where a service reports what happened (the event names and data of `spec/services.md` §8,
 /// which the webhook posts): `("message.received", {"type": .., "from": .., "size": ..})`.

@@ -143,7 +143,12 @@ impl DaemonCore {
                 Action::Persist => self
                     .outputs
                     .push_back(Output::PersistTrust(trust::store::encode(&self.trust))),
-                Action::Notify(event) => log_trust_event(&event),
+                Action::Notify(event) => {
+                    log_trust_event(&event);
+                    if let Some((name, data)) = event.webhook() {
+                        self.outputs.push_back(Output::Notify(name, data));
+                    }
+                }
             }
         }
     }

@@ -131,6 +131,41 @@ pub enum TrustEvent {
     },
 }
 
+impl TrustEvent {
+    /// The webhook event name and data (`spec/services.md` §8); `None` for events the
+    /// reference does not post.
+    pub fn webhook(&self) -> Option<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        Some(match self {
+            TrustEvent::Received {
+                peer,
+                justification,
+            } => (
+                "handshake.received",
+                json!({"peer_node_id": peer, "justification": justification}),
+            ),
+            TrustEvent::Pending { peer } => (
+                "handshake.pending",
+                json!({"peer_node_id": peer, "justification": ""}),
+            ),
+            TrustEvent::AutoApproved { peer } => (
+                "handshake.auto_approved",
+                json!({"peer_node_id": peer, "reason": "mutual"}),
+            ),
+            TrustEvent::Approved { peer } => ("handshake.approved", json!({"peer_node_id": peer})),
+            TrustEvent::Rejected { peer } => (
+                "handshake.rejected",
+                json!({"peer_node_id": peer, "reason": ""}),
+            ),
+            TrustEvent::Revoked { peer } => ("trust.revoked", json!({"peer_node_id": peer})),
+            TrustEvent::RevokedByPeer { peer } => {
+                ("trust.revoked_by_peer", json!({"peer_node_id": peer}))
+            }
+            TrustEvent::UnsolicitedAccept { .. } => return None,
+        })
+    }
+}
+
 /// Why a trust operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
