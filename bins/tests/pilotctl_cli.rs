@@ -4,6 +4,7 @@ mod pilotctl_support;
 
 use pilot::ipc::{Command, HandshakeCommand};
 use pilotctl_support::{pilotctl, FakeDaemon};
+use serde_json::json;
 
 #[tokio::test]
 async fn no_arguments_prints_usage_and_exits_2() {
@@ -221,6 +222,76 @@ async fn names_and_visibility() {
     assert_eq!(data["visibility"], "public");
     let data = daemon.pilotctl(&["--json", "set-private"]).await.data();
     assert_eq!(data["visibility"], "private");
+}
+
+#[tokio::test]
+async fn webhooks_are_saved_then_applied_best_effort() {
+    let daemon = FakeDaemon::start(true);
+    let config = || std::fs::read_to_string(daemon.home().join(".pilot/config.json")).unwrap();
+    let url = "http://127.0.0.1:8080/events";
+    let data = daemon
+        .pilotctl(&["--json", "set-webhook", url])
+        .await
+        .data();
+    assert_eq!(data, json!({"webhook": url, "applied": true}));
+    assert!(
+        config().contains(&format!("\"webhook\": \"{url}\"")),
+        "{}",
+        config()
+    );
+    assert!(daemon.commands().contains(&Command::SetWebhook(url.into())));
+
+    // The daemon refuses: the config still holds the URL, and the reason is reported.
+    let refused = "http://refused.example/";
+    let data = daemon
+        .pilotctl(&["--json", "set-webhook", refused])
+        .await
+        .data();
+    assert_eq!(data["applied"], false);
+    assert!(
+        data["not_applied"].as_str().unwrap().contains("refused"),
+        "{data}"
+    );
+    assert!(config().contains(refused), "{}", config());
+
+    let data = daemon.pilotctl(&["--json", "clear-webhook"]).await.data();
+    assert_eq!(data, json!({"webhook": "", "applied": true}));
+    assert!(!config().contains("webhook"), "{}", config());
+    assert!(daemon
+        .commands()
+        .contains(&Command::SetWebhook(String::new())));
+
+    for bad in ["ftp://x/", "not a url", ""] {
+        let err = daemon
+            .pilotctl(&["--json", "set-webhook", bad])
+            .await
+            .error();
+        assert_eq!(err["code"], "invalid_argument", "{bad:?}: {err}");
+    }
+    assert!(
+        !config().contains("webhook"),
+        "bad URLs never reach the config"
+    );
+}
+
+#[tokio::test]
+async fn set_webhook_without_a_daemon_only_saves_it() {
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("absent.sock");
+    let url = "https://hooks.example/pilot";
+    let data = pilotctl(
+        &["--json", "set-webhook", url],
+        home.path(),
+        Some(&socket),
+        None,
+    )
+    .await
+    .data();
+    assert_eq!(data["webhook"], url);
+    assert_eq!(data["applied"], false);
+    assert!(data["not_applied"].as_str().unwrap().contains("no daemon"));
+    let config = std::fs::read_to_string(home.path().join(".pilot/config.json")).unwrap();
+    assert!(config.contains(url), "{config}");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ Commands:
   ping <target> [--count 4] | bench <target> [size_mb] | connect <target> [port] [--message m]
   send <target> <port> --data d | recv <port> [--count 1]
   send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
-  inbox [--clear] | received [--clear]
+  inbox [--clear] | received [--clear] | set-webhook <url> | clear-webhook
   daemon start|stop|status
   context   (every command, its arguments and output, as JSON)
 

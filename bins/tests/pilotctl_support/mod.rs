@@ -210,6 +210,10 @@ fn handle(
             json!({"type": "set_visibility_ok", "node_id": NODE_ID,
                    "visibility": if public { "public" } else { "private" }}),
         )),
+        Command::SetWebhook(url) if url.starts_with("http://refused") => {
+            out.push(Event::error("webhook URL refused"))
+        }
+        Command::SetWebhook(url) => out.push(reply(0x1C, json!({ "webhook": url }))),
         Command::Dial { addr, .. } if addr.node == 404 => {
             out.push(Event::error("dial: no route to host"))
         }

@@ -9,6 +9,7 @@ mod probe;
 mod status;
 mod stream;
 mod trust;
+mod webhook;
 
 use super::args::{switch, value, Args, Flag};
 use super::output::{CliError, Code, Success};
@@ -72,6 +73,8 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "send-file", args: &["<target>", "<path>"], description: "Send a file to a node's received folder (port 1001), streamed, with progress; waits for the ACK", returns: "filename, bytes, destination, ack, duration_ms, mbps", flags: &[] },
     Spec { name: "inbox", args: &["[--clear]"], description: "Messages received through data exchange ($HOME/.pilot/inbox); --clear deletes them", returns: "messages[type, from, data, bytes, received_at], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "received", args: &["[--clear]"], description: "Files received through data exchange ($HOME/.pilot/received); --clear deletes them", returns: "files[name, bytes, modified, path], total, dir | cleared", flags: &[switch("clear")] },
+    Spec { name: "set-webhook", args: &["<url>"], description: "Post daemon events to this URL (saved in the config, applied to a running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
+    Spec { name: "clear-webhook", args: &[], description: "Stop posting daemon events (removed from the config and the running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
     Spec { name: "context", args: &[], description: "Every command with its arguments and output, error codes, environment", returns: "version, commands, error_codes, global_flags, environment, config_file", flags: &[] },
 ];
 
@@ -123,6 +126,8 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "send-file" => messages::send_file(ctx, &args).await,
         "inbox" => messages::inbox(ctx, &args).await,
         "received" => messages::received(ctx, &args).await,
+        "set-webhook" => webhook::set_webhook(ctx, &args).await,
+        "clear-webhook" => webhook::clear_webhook(ctx, &args).await,
         "context" => context::context(&args),
         other => Err(CliError::new(
             Code::Internal,
