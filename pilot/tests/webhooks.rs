@@ -4,6 +4,7 @@
 mod daemon_support;
 
 use daemon_support::{make_trust, within, Rendezvous};
+use pilot::daemon::RegistryOp;
 use pilot::net::{MemStorage, SystemClock};
 use pilot::services::conn::ServiceStream;
 use pilot::services::dataexchange::{DataClient, MemMailbox};
@@ -58,15 +59,31 @@ async fn receiver(answer: bool) -> (String, mpsc::UnboundedReceiver<Value>) {
 }
 
 async fn next_event(rx: &mut mpsc::UnboundedReceiver<Value>, name: &str) -> Value {
+    events_until(rx, name).await.pop().unwrap()
+}
+
+/// Every event posted up to and including the next one called `name`.
+async fn events_until(rx: &mut mpsc::UnboundedReceiver<Value>, name: &str) -> Vec<Value> {
     within(async {
+        let mut seen = Vec::new();
         loop {
             let event = rx.recv().await.unwrap();
-            if event["event"] == name {
-                return event;
+            let last = event["event"] == name;
+            seen.push(event);
+            if last {
+                return seen;
             }
         }
     })
     .await
+}
+
+fn find<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    let names: Vec<&Value> = events.iter().map(|e| &e["event"]).collect();
+    events
+        .iter()
+        .find(|e| e["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} among {names:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,9 +109,14 @@ async fn a_daemon_posts_its_events() {
     );
 
     make_trust(&a.handle, &b.handle).await;
-    let received = next_event(&mut events, "handshake.received").await;
+    let trust = events_until(&mut events, "handshake.approved").await;
+    let received = find(&trust, "handshake.received");
     assert_eq!(received["data"]["peer_node_id"], a.handle.node_id());
-    next_event(&mut events, "handshake.approved").await;
+    let keyed = find(&trust, "tunnel.established");
+    assert_eq!(keyed["data"]["peer_node_id"], a.handle.node_id());
+    assert_eq!(keyed["data"]["authenticated"], true);
+    assert_eq!(keyed["data"]["relay"], false);
+    assert_eq!(keyed["data"]["rekeyed"], false);
 
     let stream = within(ServiceStream::dial(&a.handle, b.handle.address(), 1001))
         .await
@@ -102,10 +124,18 @@ async fn a_daemon_posts_its_events() {
     within(DataClient::new(stream).send_text("hi"))
         .await
         .unwrap();
-    let message = next_event(&mut events, "message.received").await;
+    let exchange = events_until(&mut events, "message.received").await;
+    let established = &find(&exchange, "conn.established")["data"];
+    assert_eq!(established["src_addr"], a.handle.address().to_string());
+    assert_eq!(established["dst_port"], 1001);
+    let message = find(&exchange, "message.received");
     assert_eq!(message["data"]["type"], "TEXT");
     assert_eq!(message["data"]["size"], 2);
     assert_eq!(message["data"]["from"], a.handle.address().to_string());
+    // The client closed after its ACK: the connection's end is posted too.
+    let fin = next_event(&mut events, "conn.fin").await;
+    assert_eq!(fin["data"]["local_port"], 1001);
+    assert_eq!(fin["data"]["conn_id"], established["conn_id"]);
 
     // Off, then on again at another URL: events follow the current URL.
     b.handle.webhooks().set("").unwrap();
@@ -121,6 +151,21 @@ async fn a_daemon_posts_its_events() {
     let message = next_event(&mut moved, "message.received").await;
     assert_eq!(message["data"]["size"], 5);
     assert!(b.handle.webhooks().set("ftp://nowhere").is_err());
+
+    let session = a.handle.session(Default::default()).await.unwrap();
+    within(session.send_to(b.handle.address(), 5000, b"ping".to_vec()))
+        .await
+        .unwrap();
+    let datagram = next_event(&mut moved, "data.datagram").await;
+    assert_eq!(datagram["data"]["src_addr"], a.handle.address().to_string());
+    assert_eq!(datagram["data"]["dst_port"], 5000);
+    assert_eq!(datagram["data"]["size"], 4);
+
+    within(b.handle.registry(RegistryOp::Deregister))
+        .await
+        .unwrap();
+    let gone = next_event(&mut moved, "node.deregistered").await;
+    assert!(gone.get("data").is_none(), "no data: {gone}");
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 mod datapath;
+mod events;
 mod trust_rules;
 
 /// Largest Recv pushed to a client at once.
@@ -426,6 +427,7 @@ impl DaemonCore {
                     tracing::warn!(node, error = %e, "peer not added");
                     return;
                 }
+                self.notify_peer_added(node, addr);
                 for packet in held {
                     self.send_packet(now, node, &packet);
                 }
@@ -478,6 +480,7 @@ impl DaemonCore {
             self.tunnel.set_own_node(now, node);
             self.trust.set_own_node(node);
         }
+        self.notify_reregistered(node);
         // Spec §6.6 rule 19: the registry may have lost the pairs.
         let peers: Vec<u32> = self.trust.trusted().keys().copied().collect();
         for peer in peers {

@@ -193,9 +193,15 @@ impl DaemonHandle {
 
     /// A registry operation; the registry's JSON reply or the error text.
     pub async fn registry(&self, op: RegistryOp) -> Result<Value, String> {
-        self.ask(|reply| Request::Registry { op, reply })
+        let deregister = matches!(op, RegistryOp::Deregister);
+        let result = self
+            .ask(|reply| Request::Registry { op, reply })
             .await
-            .unwrap_or_else(|| Err(STOPPED.into()))
+            .unwrap_or_else(|| Err(STOPPED.into()));
+        if deregister && result.is_ok() {
+            self.webhooks.emit("node.deregistered", Value::Null);
+        }
+        result
     }
 
     /// Graceful shutdown: FIN to every connection, deregistration; returns when done.

@@ -139,6 +139,7 @@ impl DaemonCore {
                     return;
                 }
                 self.deliver(now, id, true);
+                self.notify_closed(id, reason);
                 if let Some(owned) = self.conns.get_mut(&id) {
                     let owner = owned.owner;
                     let dropped = owned.writes.clear();
@@ -182,6 +183,7 @@ impl DaemonCore {
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.conns.insert(id);
                 }
+                self.notify_established(id, remote, port);
                 self.push_event(
                     client,
                     ClientEvent::Accept {
@@ -196,6 +198,7 @@ impl DaemonCore {
 
     pub(super) fn datagrams(&mut self) {
         while let Some(d) = self.endpoint.recv_datagram_any() {
+            self.notify_datagram(d.src, d.dst_port, d.data.len());
             let owner = self.listeners.get(&d.dst_port).copied();
             let targets: Vec<ClientId> = self
                 .clients
@@ -250,6 +253,7 @@ impl DaemonCore {
     }
 
     pub(super) fn tunnel_event(&mut self, event: TunnelEvent) {
+        self.notify_tunnel(&event);
         match event {
             TunnelEvent::NeedRegistryKey(node) => self.outputs.push_back(Output::LookupKey(node)),
             TunnelEvent::NeedResolve(node) => {
