@@ -22,4 +22,4 @@ pub use client::{
 };
 pub use frame::{Event, FrameError};
 pub use queue::QueueLimits;
-pub use service::{run, run_broker, serve};
+pub use service::{run, serve, serve_listener};

@@ -21,18 +21,15 @@ const WRITE_BATCH: usize = 64 << 10;
 
 /// Serves port 1002 with a broker of default bounds until the daemon stops.
 pub async fn run(handle: DaemonHandle, notify: Notify) {
-    run_broker(handle, Arc::new(Broker::default()), notify).await
+    match ServiceListener::bind(&handle, EVENT_STREAM_PORT).await {
+        Ok(listener) => serve_listener(listener, Arc::new(Broker::default()), notify).await,
+        Err(e) => tracing::warn!(error = %e, "event stream not started"),
+    }
 }
 
-/// Serves port 1002 with `broker` (whose counters the caller can read) until the daemon stops.
-pub async fn run_broker(handle: DaemonHandle, broker: Arc<Broker>, notify: Notify) {
-    let mut listener = match ServiceListener::bind(&handle, EVENT_STREAM_PORT).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!(error = %e, "event stream not started");
-            return;
-        }
-    };
+/// Serves the connections of a bound `listener` with `broker` (whose counters the caller can
+/// read) until the daemon stops.
+pub async fn serve_listener(mut listener: ServiceListener, broker: Arc<Broker>, notify: Notify) {
     while let Some((stream, remote)) = listener.accept().await {
         let broker = broker.clone();
         let notify = notify.clone();
