@@ -123,7 +123,7 @@ struct Args {
     /// Disable data exchange (port 1001): messages and files into $HOME/.pilot.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_dataexchange: bool,
-    /// Accepted for compatibility; this daemon has no event-stream service.
+    /// Disable the event stream (port 1002): topic publish/subscribe.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_eventstream: bool,
     /// POST every event as JSON to this http:// or https:// URL.
@@ -208,6 +208,7 @@ async fn run(args: Args) -> Result<(), String> {
         args.max_conns_total
     };
     config.echo = !args.no_echo;
+    config.eventstream = !args.no_eventstream;
     if !args.no_dataexchange {
         match pilot_home() {
             Some(home) => config.mailbox = Some(Arc::new(DiskMailbox::new(home))),

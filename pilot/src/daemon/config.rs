@@ -51,6 +51,8 @@ pub struct DaemonConfig {
     pub mailbox: Option<std::sync::Arc<dyn crate::services::dataexchange::Mailbox>>,
     /// How much one peer may store through data exchange.
     pub exchange_quota: crate::services::dataexchange::quota::QuotaConfig,
+    /// The event stream on port 1002 (`-no-eventstream` turns it off).
+    pub eventstream: bool,
     /// Kernel buffer size asked for on the tunnel socket, each direction.
     pub socket_buffer: usize,
 }
@@ -81,6 +83,7 @@ impl DaemonConfig {
             webhook: String::new(),
             mailbox: None,
             exchange_quota: Default::default(),
+            eventstream: true,
             socket_buffer: 4 << 20,
         }
     }

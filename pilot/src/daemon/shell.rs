@@ -216,6 +216,14 @@ where
             Arc::new(exchange),
         )));
     }
+    if config.eventstream {
+        // The webhooks' notify, not a client fixed at start: a later set-webhook gets pubsub
+        // events too (the reference's Q24).
+        helpers.push(tokio::spawn(crate::services::eventstream::run(
+            handle.clone(),
+            notify.clone(),
+        )));
+    }
 
     let info = InfoContext {
         hostname: config.hostname.clone(),

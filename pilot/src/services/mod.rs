@@ -2,6 +2,7 @@
 //!
 //! - [`conn`]: inbound connections of an in-process service as byte streams.
 //! - [`dataexchange`]: port 1001, messages and files into the inbox.
+//! - [`eventstream`]: port 1002, topic publish/subscribe between connections.
 //! - [`echo`]: port 7.
 //! - [`secure`]: the port-443 encrypted channel between applications (library only).
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub mod conn;
 pub mod dataexchange;
 pub mod echo;
+pub mod eventstream;
 pub mod handshake;
 pub mod secure;
 pub mod trust;
