@@ -25,11 +25,14 @@ Commands:
   info | peers [--search q] | connections
   handshake <target> [justification] | pending | approve <node_id> | reject <node_id> [reason]
   trust | untrust <node_id>
-  find <hostname> | set-hostname <name> | set-public | set-private
-  ping <target> [--count 4] | bench <target> [size_mb] | connect <target> [port] [--message m]
+  find <hostname> | set-hostname <name> | clear-hostname | set-public | set-private
+  set-tags <t1> [t2] [t3] | clear-tags | deregister
+  ping <target> [--count 4] | traceroute <address> | bench <target> [size_mb]
+  connect <target> [port] [--message m]
   send <target> <port> --data d | recv <port> [--count 1]
   send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
-  inbox [--clear] | received [--clear] | set-webhook <url> | clear-webhook
+  broadcast <network_id> <message> | inbox [--clear] | received [--clear]
+  set-webhook <url> | clear-webhook
   daemon start|stop|status
   context   (every command, its arguments and output, as JSON)
 

@@ -54,7 +54,7 @@ fn send_failed(err: ClientError) -> CliError {
     CliError::new(Code::ConnectionFailed, format!("send failed: {err}")).hint(hint)
 }
 
-fn ack_text(reply: &Reply) -> String {
+pub(super) fn ack_text(reply: &Reply) -> String {
     match reply {
         Reply::Ack { kind, bytes } => format!("ACK {kind} {bytes} bytes"),
         Reply::Err { kind, message } => format!("ERR {kind} {message}"),

@@ -1,6 +1,7 @@
 //! The command table and dispatch. The table also feeds `pilotctl context`, so what the help
 //! says and what runs cannot drift apart.
 
+mod broadcast;
 mod context;
 mod daemon;
 mod messages;
@@ -56,6 +57,10 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "connections", args: &[], description: "Open connections with transport statistics", returns: "connections, total", flags: &[] },
     Spec { name: "find", args: &["<hostname>"], description: "Look a hostname up in the registry", returns: "hostname, node_id, address, public", flags: &[] },
     Spec { name: "set-hostname", args: &["<name>"], description: "Set this node's hostname (also saved in the config)", returns: "hostname, node_id", flags: &[] },
+    Spec { name: "clear-hostname", args: &[], description: "Remove this node's hostname (also from the config)", returns: "hostname", flags: &[] },
+    Spec { name: "set-tags", args: &["<t1>", "[t2]", "[t3]"], description: "Set this node's tags (at most 3), shown by find and lookups", returns: "node_id, tags", flags: &[] },
+    Spec { name: "clear-tags", args: &[], description: "Remove this node's tags", returns: "node_id, tags", flags: &[] },
+    Spec { name: "deregister", args: &[], description: "Remove this node from the registry until the daemon registers again", returns: "type", flags: &[] },
     Spec { name: "set-public", args: &[], description: "Make this node's endpoint resolvable by anyone", returns: "type, node_id, visibility", flags: &[] },
     Spec { name: "set-private", args: &[], description: "Make this node's endpoint resolvable only by trusted peers", returns: "type, node_id, visibility", flags: &[] },
     Spec { name: "handshake", args: &["<node_id|address|hostname>", "[justification]"], description: "Ask a node to trust this one", returns: "status, node_id", flags: &[] },
@@ -68,9 +73,11 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "send", args: &["<target>", "<port>", "--data data", "[--timeout 30s]"], description: "Open a stream to a port, send data, print one reply", returns: "target, port, sent, response", flags: &[value("data"), value("timeout")] },
     Spec { name: "recv", args: &["<port>", "[--count 1]", "[--timeout 30s]"], description: "Listen on a port and print one message from each inbound connection", returns: "messages[seq, port, data, bytes | error], timeout", flags: &[value("count"), value("timeout")] },
     Spec { name: "ping", args: &["<target>", "[--count 4]", "[--interval 1s]", "[--timeout 30s]"], description: "Round trips to the echo service (port 7); each probe dials, so RTT includes setup", returns: "target, results[seq, rtt_ms, bytes | error], sent, received, min_ms, avg_ms, max_ms, timeout", flags: &[value("count"), value("interval"), value("timeout")] },
+    Spec { name: "traceroute", args: &["<address>", "[--timeout 30s]"], description: "Connection setup time to the echo service, then 3 round trips over that one connection", returns: "target, setup_ms, rtt_samples[rtt_ms, bytes | error]", flags: &[value("timeout")] },
     Spec { name: "bench", args: &["<target>", "[size_mb=1]", "[--timeout 120s]"], description: "Throughput to the echo service (port 7), sending and reading back concurrently", returns: "target, sent_bytes, recv_bytes, send_duration_ms, total_duration_ms, send_mbps, total_mbps", flags: &[value("timeout")] },
     Spec { name: "send-message", args: &["<target>", "--data data", "[--type text|json|binary]"], description: "Send a message to a node's inbox (data exchange, port 1001) and wait for its ACK", returns: "target, type, bytes, ack", flags: &[value("data"), value("type")] },
     Spec { name: "send-file", args: &["<target>", "<path>"], description: "Send a file to a node's received folder (port 1001), streamed, with progress; waits for the ACK", returns: "filename, bytes, destination, ack, duration_ms, mbps", flags: &[] },
+    Spec { name: "broadcast", args: &["<network_id>", "<message>", "[--timeout 30s]"], description: "Send a message to the inbox of every trusted peer on a network (0: all), reporting each peer", returns: "network_id, message, delivered, failed, peers[node_id, status, ack | error]", flags: &[value("timeout")] },
     Spec { name: "inbox", args: &["[--clear]"], description: "Messages received through data exchange ($HOME/.pilot/inbox); --clear deletes them", returns: "messages[type, from, data, bytes, received_at], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "received", args: &["[--clear]"], description: "Files received through data exchange ($HOME/.pilot/received); --clear deletes them", returns: "files[name, bytes, modified, path], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "set-webhook", args: &["<url>"], description: "Post daemon events to this URL (saved in the config, applied to a running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
@@ -109,6 +116,10 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "connections" => status::connections(ctx, &args).await,
         "find" => names::find(ctx, &args).await,
         "set-hostname" => names::set_hostname(ctx, &args).await,
+        "clear-hostname" => names::clear_hostname(ctx, &args).await,
+        "set-tags" => names::set_tags(ctx, &args).await,
+        "clear-tags" => names::clear_tags(ctx, &args).await,
+        "deregister" => names::deregister(ctx, &args).await,
         "set-public" => names::set_visibility(ctx, &args, true).await,
         "set-private" => names::set_visibility(ctx, &args, false).await,
         "handshake" => trust::handshake(ctx, &args).await,
@@ -121,9 +132,11 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "send" => stream::send(ctx, &args).await,
         "recv" => stream::recv(ctx, &args).await,
         "ping" => probe::ping(ctx, &args).await,
+        "traceroute" => probe::traceroute(ctx, &args).await,
         "bench" => probe::bench(ctx, &args).await,
         "send-message" => messages::send_message(ctx, &args).await,
         "send-file" => messages::send_file(ctx, &args).await,
+        "broadcast" => broadcast::broadcast(ctx, &args).await,
         "inbox" => messages::inbox(ctx, &args).await,
         "received" => messages::received(ctx, &args).await,
         "set-webhook" => webhook::set_webhook(ctx, &args).await,

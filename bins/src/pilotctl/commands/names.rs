@@ -72,3 +72,67 @@ pub async fn set_visibility(ctx: &Ctx, args: &Args, public: bool) -> Result<Succ
     };
     Ok(Success::new(reply, human))
 }
+
+/// `clear-hostname`: the registry forgets it, and so does the config file.
+pub async fn clear_hostname(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    args.expect_positional(0, 0)?;
+    ctx.driver().await?.set_hostname("").await?;
+    config::update(&ctx.pilot_dir()?, "hostname", None)?;
+    Ok(Success::new(json!({"hostname": ""}), "Hostname cleared"))
+}
+
+/// Tags a node may carry (the registry enforces the same bound).
+const MAX_TAGS: usize = 3;
+
+/// `set-tags <t1> [t2] [t3]`.
+pub async fn set_tags(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    let count = (0..).take_while(|i| args.arg(*i).is_some()).count();
+    if count > MAX_TAGS {
+        return Err(CliError::new(
+            Code::InvalidArgument,
+            format!("{count} tags given; a node has at most {MAX_TAGS}"),
+        )
+        .hint("usage: pilotctl set-tags <t1> [t2] [t3]"));
+    }
+    args.expect_positional(1, MAX_TAGS)?;
+    let tags: Vec<String> = (0..count)
+        .filter_map(|i| args.arg(i))
+        .map(String::from)
+        .collect();
+    tags_reply(ctx, &tags).await
+}
+
+/// `clear-tags`.
+pub async fn clear_tags(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    args.expect_positional(0, 0)?;
+    tags_reply(ctx, &[]).await
+}
+
+async fn tags_reply(ctx: &Ctx, tags: &[String]) -> Result<Success, CliError> {
+    let reply = ctx.driver().await?.set_tags(tags).await?;
+    // The registry leaves an empty list out (or null); report what is set either way.
+    let tags = reply
+        .get("tags")
+        .filter(|t| t.is_array())
+        .cloned()
+        .unwrap_or_else(|| json!(tags));
+    let node_id = reply.get("node_id").cloned().unwrap_or(json!(null));
+    let human = match tags.as_array().map(Vec::len) {
+        Some(0) | None => "Tags cleared".to_string(),
+        Some(_) => format!("Tags set: {}", tags),
+    };
+    Ok(Success::new(
+        json!({"node_id": node_id, "tags": tags}),
+        human,
+    ))
+}
+
+/// `deregister`: this node leaves the registry until the daemon registers again.
+pub async fn deregister(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    args.expect_positional(0, 0)?;
+    let reply = ctx.driver().await?.deregister().await?;
+    Ok(Success::new(
+        json!({"type": reply.get("type").cloned().unwrap_or(json!("deregister_ok"))}),
+        "Deregistered: peers can no longer look this node up",
+    ))
+}

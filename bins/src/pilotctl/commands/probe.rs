@@ -200,3 +200,91 @@ pub async fn bench(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         human,
     ))
 }
+
+/// Round trips a traceroute measures over its one connection.
+const TRACE_SAMPLES: u64 = 3;
+
+/// `traceroute <address> [--timeout 30s]`: one dial to the echo port (its time is the setup),
+/// then [`TRACE_SAMPLES`] round trips over that connection. Hostnames are not taken, as in
+/// the reference: the setup time would include a registry lookup.
+pub async fn traceroute(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    args.expect_positional(1, 1)?;
+    let text = args.arg(0).unwrap_or_default();
+    let addr = target::parse_literal(text).ok_or_else(|| {
+        CliError::new(Code::InvalidArgument, format!("invalid address {text:?}"))
+            .hint("traceroute takes an address (0:0000.0000.002A) or a node ID; find a hostname's with: pilotctl find <hostname>")
+    })?;
+    let timeout = args.duration("timeout", Duration::from_secs(30))?;
+    let deadline = Instant::now() + timeout;
+    let driver = ctx.driver().await?;
+    let start = Instant::now();
+    let dialled = tokio::time::timeout_at(deadline, driver.dial(addr, ECHO_PORT)).await;
+    let setup_ms = ms(start.elapsed());
+    let failed = |error: String| {
+        CliError::new(
+            Code::ConnectionFailed,
+            format!("traceroute to {addr}: {error} after {setup_ms} ms"),
+        )
+        .hint("check the peer is online, trusted, and runs its echo service")
+    };
+    let mut stream = match dialled {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(_) => return Err(failed("timeout".into())),
+    };
+    ctx.note(&format!(
+        "traceroute to {addr}: connected in {setup_ms:.3} ms"
+    ));
+    let mut samples = Vec::new();
+    for seq in 1..=TRACE_SAMPLES {
+        let sample = tokio::time::timeout_at(deadline, round_trip(&mut stream, seq)).await;
+        let entry = match sample {
+            Ok(Ok((rtt, bytes))) => {
+                ctx.note(&format!("  {seq}  {:.3} ms  ({bytes} bytes)", ms(rtt)));
+                json!({"rtt_ms": ms(rtt), "bytes": bytes})
+            }
+            Ok(Err(e)) => json!({"error": e}),
+            Err(_) => json!({"error": "timeout"}),
+        };
+        let failed = entry.get("error").is_some();
+        samples.push(entry);
+        if failed {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    let answered: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["rtt_ms"].as_f64())
+        .collect();
+    let human = match answered.len() {
+        0 => format!("{addr}: connected in {setup_ms:.3} ms, no round trip answered"),
+        n => format!(
+            "{addr}: setup {setup_ms:.3} ms, {n} round trips, avg {:.3} ms",
+            answered.iter().sum::<f64>() / n as f64
+        ),
+    };
+    Ok(Success::new(
+        json!({"target": addr.to_string(), "setup_ms": setup_ms, "rtt_samples": samples}),
+        human,
+    ))
+}
+
+/// One `trace-<seq>` written and its echo read back whole.
+async fn round_trip(
+    stream: &mut pilot::driver::Stream,
+    seq: u64,
+) -> Result<(Duration, usize), String> {
+    let payload = format!("trace-{seq}");
+    let start = Instant::now();
+    stream
+        .write_all(payload.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut echo = vec![0u8; payload.len()];
+    stream
+        .read_exact(&mut echo)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((start.elapsed(), echo.len()))
+}

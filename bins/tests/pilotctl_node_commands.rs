@@ -1,0 +1,70 @@
+//! pilotctl's node and probe commands on real processes: tags, hostnames, deregister,
+//! traceroute, and broadcast to trusted peers with one of them offline.
+
+mod process_support;
+mod rendezvous_support;
+
+use process_support::*;
+
+fn node_id(node: &Node) -> String {
+    ctl(node, &["info"])["node_id"]
+        .as_u64()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn tags_hostnames_traceroute_broadcast_deregister() {
+    let servers = rendezvous_support::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, beacon) = (servers.registry, servers.beacon);
+    let mut a = daemon(dir.path(), "a", registry, beacon);
+    let mut b = daemon(dir.path(), "b", registry, beacon);
+    let mut c = daemon(dir.path(), "c", registry, beacon);
+    let (a_id, b_id, c_id) = (node_id(&a), node_id(&b), node_id(&c));
+    make_trust(&mut a, &mut b, &a_id, &b_id);
+    make_trust(&mut a, &mut c, &a_id, &c_id);
+
+    let tags = ctl(&a, &["set-tags", "gpu", "eu-west", "batch"]);
+    assert_eq!(tags["tags"], serde_json::json!(["gpu", "eu-west", "batch"]));
+    let err = ctl_fails(&a, &["set-tags", "a", "b", "c", "d"]);
+    assert!(err.contains("at most 3"), "{err}");
+    assert_eq!(ctl(&a, &["clear-tags"])["tags"], serde_json::json!([]));
+
+    let config = || std::fs::read_to_string(a.home.join(".pilot/config.json")).unwrap_or_default();
+    ctl(&a, &["set-hostname", "alpha-node"]);
+    assert!(config().contains("alpha-node"));
+    assert_eq!(ctl(&a, &["clear-hostname"])["hostname"], "");
+    assert!(!config().contains("alpha-node"), "{}", config());
+
+    let trace = ctl(&a, &["traceroute", &b_id]);
+    let samples = trace["rtt_samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3, "{trace}");
+    assert!(samples.iter().all(|s| s["bytes"] == 7), "{trace}");
+    assert!(trace["setup_ms"].as_f64().unwrap() > 0.0);
+    let err = ctl_fails(&a, &["traceroute", "some-hostname"]);
+    assert!(err.contains("invalid_argument"), "{err}");
+
+    // C goes away: the broadcast still reaches B and reports C.
+    drop(c);
+    let sent = ctl(&a, &["broadcast", "0", "to everyone", "--timeout", "5s"]);
+    assert_eq!(sent["delivered"], 1, "{sent}");
+    assert_eq!(sent["failed"], 1, "{sent}");
+    let peers = sent["peers"].as_array().unwrap();
+    let status = |id: &str| {
+        peers
+            .iter()
+            .find(|p| p["node_id"].as_u64() == id.parse().ok())
+            .map(|p| p["status"].clone())
+    };
+    assert_eq!(status(&b_id).unwrap(), "delivered");
+    assert_eq!(status(&c_id).unwrap(), "failed");
+    let inbox = ctl(&b, &["inbox"]);
+    assert!(inbox.to_string().contains("to everyone"), "{inbox}");
+    let err = ctl_fails(&a, &["broadcast", "7", "nobody there"]);
+    assert!(err.contains("no trusted peer on network 7"), "{err}");
+    let err = ctl_fails(&a, &["broadcast", "x", "y"]);
+    assert!(err.contains("network ID"), "{err}");
+
+    assert_eq!(ctl(&a, &["deregister"])["type"], "deregister_ok");
+}
