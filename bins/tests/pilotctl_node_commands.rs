@@ -1,5 +1,5 @@
 //! pilotctl's node and probe commands on real processes: tags, hostnames, deregister,
-//! traceroute, and broadcast to trusted peers with one of them offline.
+//! traceroute, listen, and broadcast to trusted peers with one of them offline.
 
 mod process_support;
 mod rendezvous_support;
@@ -44,6 +44,25 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
     assert!(trace["setup_ms"].as_f64().unwrap() > 0.0);
     let err = ctl_fails(&a, &["traceroute", "some-hostname"]);
     assert!(err.contains("invalid_argument"), "{err}");
+
+    // listen: unbounded, one line per datagram as it arrives.
+    let mut listen = pilotctl(&b);
+    listen.args(["listen", "5300"]);
+    let mut listener = Proc::spawn(listen);
+    listener.wait_for(&["listening for datagrams on port 5300"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let b_addr = ctl(&b, &["info"])["address"].as_str().unwrap().parse().unwrap();
+    runtime.block_on(async {
+        let driver = pilot::driver::Driver::connect(&a.socket).await.unwrap();
+        for text in ["first datagram", "second datagram"] {
+            driver.send_to(b_addr, 5300, text.as_bytes()).await.unwrap();
+        }
+    });
+    listener.wait_for(&["first datagram"]);
+    listener.wait_for(&["second datagram"]);
+    drop(listener);
+    let quiet = ctl(&b, &["listen", "5301", "--count", "1", "--timeout", "1s"]);
+    assert_eq!(quiet, serde_json::json!({"messages": [], "timeout": true}));
 
     // C goes away: the broadcast still reaches B and reports C.
     drop(c);

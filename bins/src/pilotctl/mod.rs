@@ -29,7 +29,7 @@ Commands:
   set-tags <t1> [t2] [t3] | clear-tags | deregister
   ping <target> [--count 4] | traceroute <address> | bench <target> [size_mb]
   connect <target> [port] [--message m]
-  send <target> <port> --data d | recv <port> [--count 1]
+  send <target> <port> --data d | recv <port> [--count 1] | listen <port> [--count 0]
   send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
   broadcast <network_id> <message> | inbox [--clear] | received [--clear]
   set-webhook <url> | clear-webhook

@@ -173,3 +173,86 @@ pub async fn recv(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         human,
     ))
 }
+
+/// `listen <port> [--count 0] [--timeout 0]`: datagrams to `port`. Bounded (`--count N`), one
+/// JSON result at the end; unbounded, one line per datagram as it arrives (NDJSON with
+/// `--json`). The port is bound for the time of the command, as this daemon delivers
+/// datagrams only to the client that bound their port; streams dialled to it meanwhile are
+/// closed at once.
+pub async fn listen(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
+    args.expect_positional(1, 1)?;
+    let port = parse_port("listen", args.arg(0).unwrap_or_default())?;
+    let count = args.u64("count", 0)?;
+    let timeout = args.duration("timeout", Duration::ZERO)?;
+    let driver = ctx.driver().await?;
+    let mut listener = driver.listen(port).await.map_err(|e| {
+        CliError::from(e).hint(format!("is port {port} already in use by another program?"))
+    })?;
+    ctx.note(&format!("listening for datagrams on port {port}..."));
+    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
+    let mut messages: Vec<Value> = Vec::new();
+    let mut timed_out = false;
+    while count == 0 || (messages.len() as u64) < count {
+        let next = async {
+            loop {
+                tokio::select! {
+                    datagram = driver.recv_from() => match datagram {
+                        Ok(d) if d.dst_port == port => return Ok(d),
+                        Ok(_) => continue,
+                        Err(e) => return Err(CliError::from(e)),
+                    },
+                    stream = listener.accept() => drop(stream),
+                }
+            }
+        };
+        let datagram = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, next).await {
+                Ok(d) => d?,
+                Err(_) => {
+                    timed_out = true;
+                    break;
+                }
+            },
+            None => next.await?,
+        };
+        let text = String::from_utf8_lossy(&datagram.data).into_owned();
+        let entry = json!({"src_addr": datagram.src.addr.to_string(), "src_port": datagram.src.port,
+                           "data": text, "bytes": datagram.data.len()});
+        if count == 0 {
+            print_line(ctx, &entry, &format!("[{}] {text}", datagram.src));
+        } else {
+            messages.push(entry);
+        }
+    }
+    let _ = listener.close().await;
+    if count == 0 {
+        return Ok(Success::silent());
+    }
+    let human = messages
+        .iter()
+        .map(|m| {
+            format!(
+                "[{}:{}] {}",
+                m["src_addr"].as_str().unwrap_or(""),
+                m["src_port"],
+                m["data"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Success::new(
+        json!({"messages": messages, "timeout": timed_out}),
+        human,
+    ))
+}
+
+/// One line of unbounded output, flushed so a pipe sees it at once.
+fn print_line(ctx: &Ctx, entry: &Value, human: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = match ctx.json {
+        true => writeln!(out, "{entry}"),
+        false => writeln!(out, "{human}"),
+    };
+    let _ = out.flush();
+}
