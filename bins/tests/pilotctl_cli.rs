@@ -295,6 +295,59 @@ async fn set_webhook_without_a_daemon_only_saves_it() {
 }
 
 #[tokio::test]
+async fn init_and_config_write_checked_settings() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &'static [&'static str]| pilotctl(args, home.path(), None, None);
+    let data = run(&[
+        "--json",
+        "init",
+        "--registry",
+        "10.0.0.1:9000",
+        "--hostname",
+        "agent-7",
+    ])
+    .await
+    .data();
+    assert_eq!(data["registry"], "10.0.0.1:9000");
+    assert_eq!(data["beacon"], "127.0.0.1:9001");
+    assert_eq!(data["hostname"], "agent-7");
+    let path = home.path().join(".pilot/config.json");
+    assert_eq!(data["config_path"], path.display().to_string());
+
+    let data = run(&["--json", "config", "--set", "webhook=http://127.0.0.1:1/x"])
+        .await
+        .data();
+    assert_eq!(
+        data,
+        json!({"key": "webhook", "value": "http://127.0.0.1:1/x"})
+    );
+    let shown = run(&["--json", "config"]).await.data();
+    assert_eq!(shown["registry"], "10.0.0.1:9000");
+    assert_eq!(shown["webhook"], "http://127.0.0.1:1/x");
+    assert!(shown["pid_file"]
+        .as_str()
+        .unwrap()
+        .ends_with(".pilot/pilot.pid"));
+
+    let before = std::fs::read_to_string(&path).unwrap();
+    for bad in [
+        &["--json", "config", "--set", "registry=nohost"][..],
+        &["--json", "config", "--set", "webhook=ftp://x/"],
+        &["--json", "config", "--set", "colour=blue"],
+        &["--json", "config", "--set", "registry"],
+        &["--json", "init", "--beacon", "9001"],
+    ] {
+        let err = pilotctl(bad, home.path(), None, None).await.error();
+        assert_eq!(err["code"], "invalid_argument", "{bad:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "refused settings change nothing"
+    );
+}
+
+#[tokio::test]
 async fn send_connect_and_recv() {
     for extended in [false, true] {
         let daemon = FakeDaemon::start(extended);

@@ -1,4 +1,4 @@
-//! pilotctl's node and probe commands on real processes: tags, hostnames, deregister,
+//! pilotctl's node and probe commands on real processes: lookup, tags, hostnames, deregister,
 //! traceroute, listen, and broadcast to trusted peers with one of them offline.
 
 mod process_support;
@@ -24,6 +24,24 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
     let (a_id, b_id, c_id) = (node_id(&a), node_id(&b), node_id(&c));
     make_trust(&mut a, &mut b, &a_id, &b_id);
     make_trust(&mut a, &mut c, &a_id, &c_id);
+
+    let lookup = |id: &str| {
+        let out = pilotctl(&a)
+            .env("PILOT_REGISTRY", registry.to_string())
+            .args(["--json", "lookup", id])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(if out.status.success() {
+            &out.stdout
+        } else {
+            &out.stderr
+        })
+        .unwrap();
+        v
+    };
+    let record = lookup(&b_id);
+    assert_eq!(record["data"]["node_id"].to_string(), b_id, "{record}");
+    assert_eq!(lookup("999999")["code"], "not_found");
 
     let tags = ctl(&a, &["set-tags", "gpu", "eu-west", "batch"]);
     assert_eq!(tags["tags"], serde_json::json!(["gpu", "eu-west", "batch"]));
@@ -51,7 +69,11 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
     let mut listener = Proc::spawn(listen);
     listener.wait_for(&["listening for datagrams on port 5300"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let b_addr = ctl(&b, &["info"])["address"].as_str().unwrap().parse().unwrap();
+    let b_addr = ctl(&b, &["info"])["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     runtime.block_on(async {
         let driver = pilot::driver::Driver::connect(&a.socket).await.unwrap();
         for text in ["first datagram", "second datagram"] {

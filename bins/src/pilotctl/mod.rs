@@ -18,10 +18,16 @@ use std::time::Duration;
 /// exchange itself; this also bounds a connect that never completes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The registry when neither `PILOT_REGISTRY` nor the config names one (the reference's).
+pub const DEFAULT_REGISTRY: &str = "34.71.57.205:9000";
+/// The beacon `init` and `daemon start` default to (as the reference's pilotctl).
+pub const DEFAULT_BEACON: &str = "127.0.0.1:9001";
+
 const USAGE: &str = "\
 usage: pilotctl [--json] <command> [arguments]
 
 Commands:
+  init [--registry a] [--beacon a] [--hostname h] | config [--set key=value] | lookup <node_id>
   info | peers [--search q] | connections
   handshake <target> [justification] | pending | approve <node_id> | reject <node_id> [reason]
   trust | untrust <node_id>
@@ -72,6 +78,16 @@ impl Ctx {
             return PathBuf::from(socket);
         }
         pilot::driver::default_socket_path()
+    }
+
+    /// The registry for direct registry commands: `PILOT_REGISTRY` > config `registry` >
+    /// [`DEFAULT_REGISTRY`].
+    pub fn registry(&self) -> String {
+        std::env::var("PILOT_REGISTRY")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.config_string("registry"))
+            .unwrap_or_else(|| DEFAULT_REGISTRY.into())
     }
 
     /// A string value of the config file, if set and non-empty.

@@ -24,8 +24,7 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// One readiness probe (connect + Info) may take this long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-const DEFAULT_REGISTRY: &str = "34.71.57.205:9000";
-const DEFAULT_BEACON: &str = "127.0.0.1:9001";
+use crate::pilotctl::{DEFAULT_BEACON, DEFAULT_REGISTRY};
 
 struct Paths {
     dir: PathBuf,

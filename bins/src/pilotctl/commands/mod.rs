@@ -7,6 +7,7 @@ mod daemon;
 mod messages;
 mod names;
 mod probe;
+mod setup;
 mod status;
 mod stream;
 mod trust;
@@ -49,12 +50,15 @@ const DAEMON_START_FLAGS: &[Flag] = &[
 
 /// Every command, in the order `context` lists them.
 pub const COMMANDS: &[Spec] = &[
+    Spec { name: "init", args: &["[--registry addr]", "[--beacon addr]", "[--hostname name]", "[--socket path]"], description: "Write the settings daemon start uses into $HOME/.pilot/config.json", returns: "config_path, registry, beacon, socket, hostname", flags: &[value("registry"), value("beacon"), value("hostname"), value("socket")] },
+    Spec { name: "config", args: &["[--set key=value]"], description: "Show the settings, or set one (registry, beacon, socket, hostname, webhook, owner)", returns: "set: key, value; show: the settings, config_path, pid_file, log_file", flags: &[value("set")] },
     Spec { name: "daemon start", args: &["[--registry addr]", "[--beacon addr]", "[--listen addr]", "[--socket path]", "[--identity path]", "[--owner email]", "[--hostname name]", "[--log-level level]", "[--log-format text|json]", "[--public]", "[--no-encrypt]", "[--webhook url]", "[--config path]", "[--foreground]"], description: "Start the daemon in the background and wait until it answers", returns: "pid, node_id, address, hostname, socket, log_file", flags: DAEMON_START_FLAGS },
     Spec { name: "daemon stop", args: &[], description: "Stop the daemon started by pilotctl (SIGTERM, then SIGKILL after 10s)", returns: "pid, forced (if killed)", flags: &[] },
     Spec { name: "daemon status", args: &["[--check]"], description: "Whether the daemon runs and answers; --check: exit 0 if it answers, else 1, silently", returns: "running, responsive, pid, pid_file, socket [, node_id, address, hostname, uptime_secs, peers, connections]", flags: &[switch("check")] },
     Spec { name: "info", args: &[], description: "The daemon's status: address, peers, connections, traffic", returns: "the daemon's Info JSON", flags: &[] },
     Spec { name: "peers", args: &["[--search query]"], description: "Tunnel peers (search: substring of node ID or endpoint)", returns: "peers, total", flags: &[value("search")] },
     Spec { name: "connections", args: &[], description: "Open connections with transport statistics", returns: "connections, total", flags: &[] },
+    Spec { name: "lookup", args: &["<node_id>"], description: "A node's public registry record, asked directly (no daemon needed)", returns: "the registry's lookup reply", flags: &[] },
     Spec { name: "find", args: &["<hostname>"], description: "Look a hostname up in the registry", returns: "hostname, node_id, address, public", flags: &[] },
     Spec { name: "set-hostname", args: &["<name>"], description: "Set this node's hostname (also saved in the config)", returns: "hostname, node_id", flags: &[] },
     Spec { name: "clear-hostname", args: &[], description: "Remove this node's hostname (also from the config)", returns: "hostname", flags: &[] },
@@ -109,6 +113,9 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
     let spec = find(&name).ok_or_else(|| unknown(&name))?;
     let args = Args::parse(spec.name, rest, spec.flags)?;
     match spec.name {
+        "init" => setup::init(ctx, &args).await,
+        "config" => setup::show_or_set(ctx, &args).await,
+        "lookup" => setup::lookup(ctx, &args).await,
         "daemon start" => daemon::start(ctx, &args).await,
         "daemon stop" => daemon::stop(ctx, &args).await,
         "daemon status" => daemon::status(ctx, &args).await,
