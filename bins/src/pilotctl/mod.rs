@@ -29,6 +29,7 @@ Commands:
   ping <target> [--count 4] | bench <target> [size_mb] | connect <target> [port] [--message m]
   send <target> <port> --data d | recv <port> [--count 1]
   send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
+  publish <target> <topic> --data d | subscribe <target> <topic> [--count 0] [--timeout 0]
   inbox [--clear] | received [--clear]
   daemon start|stop|status
   context   (every command, its arguments and output, as JSON)
