@@ -37,6 +37,7 @@ Commands:
   connect <target> [port] [--message m]
   send <target> <port> --data d | recv <port> [--count 1] | listen <port> [--count 0]
   send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
+  publish <target> <topic> --data d | subscribe <target> <topic> [--count 0] [--timeout 0]
   broadcast <network_id> <message> | inbox [--clear] | received [--clear]
   set-webhook <url> | clear-webhook
   daemon start|stop|status

@@ -1,7 +1,5 @@
-//! Real `pilot-daemon` and `pilotctl` processes for integration tests: spawn, wait for a
-//! log line (never sleep), run pilotctl with `--json`, make two daemons trust each other.
-
-// Each test binary that includes this module uses only part of it.
+//! Real `pilot-daemon` and `pilotctl` processes for tests: a child whose output lines arrive
+//! on a channel, a daemon started against the rendezvous servers, and `pilotctl --json` runs.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -12,19 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long any awaited line may take: a failure guard, not a wait.
 pub const GUARD: Duration = Duration::from_secs(30);
 
 /// A child process whose stderr lines arrive on a channel; killed when dropped.
 pub struct Proc {
-    /// The process.
     pub child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Proc {
-    /// Starts `cmd` with its output read line by line.
     pub fn spawn(mut cmd: Command) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -81,22 +76,18 @@ impl Drop for Proc {
     }
 }
 
-/// A `pilot-daemon` process with its own HOME and socket.
 pub struct Node {
-    /// The process.
     pub proc: Proc,
-    /// Its IPC socket.
     pub socket: PathBuf,
-    /// Its HOME (where `.pilot/` lives).
     pub home: PathBuf,
 }
 
-/// Starts a daemon called `name` under `dir`, waiting until it runs.
 pub fn daemon(dir: &Path, name: &str, registry: SocketAddr, beacon: SocketAddr) -> Node {
     daemon_with(dir, name, registry, beacon, &[])
 }
 
-/// [`daemon`] with extra command-line flags.
+/// A daemon started with `extra` flags after the usual ones (a `-log-level` among them
+/// replaces the default `info`).
 pub fn daemon_with(
     dir: &Path,
     name: &str,
@@ -119,14 +110,15 @@ pub fn daemon_with(
             "-identity={}",
             home.join("identity.json").display()
         ))
-        .arg("-log-level=info")
         .args(extra);
+    if !extra.iter().any(|f| f.starts_with("-log-level")) {
+        cmd.arg("-log-level=info");
+    }
     let mut proc = Proc::spawn(cmd);
     proc.wait_for(&["daemon running"]);
     Node { proc, socket, home }
 }
 
-/// `pilotctl` aimed at `node`.
 pub fn pilotctl(node: &Node) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pilotctl"));
     cmd.env("HOME", &node.home)
@@ -153,7 +145,6 @@ pub fn ctl(node: &Node, args: &[&str]) -> Value {
     v["data"].clone()
 }
 
-/// Runs `pilotctl --json <args>`, expects it to fail, returns its stderr.
 pub fn ctl_fails(node: &Node, args: &[&str]) -> String {
     let out = pilotctl(node).arg("--json").args(args).output().unwrap();
     assert!(!out.status.success(), "pilotctl {args:?} should fail");

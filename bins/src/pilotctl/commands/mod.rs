@@ -7,6 +7,7 @@ mod daemon;
 mod messages;
 mod names;
 mod probe;
+mod pubsub;
 mod setup;
 mod status;
 mod stream;
@@ -83,6 +84,8 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "send-message", args: &["<target>", "--data data", "[--type text|json|binary]"], description: "Send a message to a node's inbox (data exchange, port 1001) and wait for its ACK", returns: "target, type, bytes, ack", flags: &[value("data"), value("type")] },
     Spec { name: "send-file", args: &["<target>", "<path>"], description: "Send a file to a node's received folder (port 1001), streamed, with progress; waits for the ACK", returns: "filename, bytes, destination, ack, duration_ms, mbps", flags: &[] },
     Spec { name: "broadcast", args: &["<network_id>", "<message>", "[--timeout 30s]"], description: "Send a message to the inbox of every trusted peer on a network (0: all), reporting each peer", returns: "network_id, message, delivered, failed, peers[node_id, status, ack | error]", flags: &[value("timeout")] },
+    Spec { name: "publish", args: &["<target>", "<topic>", "--data data"], description: "Publish one event on a topic of a node's event stream (port 1002)", returns: "target, topic, bytes", flags: &[value("data")] },
+    Spec { name: "subscribe", args: &["<target>", "<topic>", "[--count 0]", "[--timeout 0]"], description: "Print events on a topic (\"*\": all) of a node's event stream (port 1002); count 0: stream until the timeout (0: none), as NDJSON with --json", returns: "events[topic, data, bytes], timeout [, error] (count > 0); one {topic, data, bytes} per line (count 0)", flags: &[value("count"), value("timeout")] },
     Spec { name: "inbox", args: &["[--clear]"], description: "Messages received through data exchange ($HOME/.pilot/inbox); --clear deletes them", returns: "messages[type, from, data, bytes, received_at], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "received", args: &["[--clear]"], description: "Files received through data exchange ($HOME/.pilot/received); --clear deletes them", returns: "files[name, bytes, modified, path], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "set-webhook", args: &["<url>"], description: "Post daemon events to this URL (saved in the config, applied to a running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
@@ -146,6 +149,8 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "send-message" => messages::send_message(ctx, &args).await,
         "send-file" => messages::send_file(ctx, &args).await,
         "broadcast" => broadcast::broadcast(ctx, &args).await,
+        "publish" => pubsub::publish(ctx, &args).await,
+        "subscribe" => pubsub::subscribe(ctx, &args).await,
         "inbox" => messages::inbox(ctx, &args).await,
         "received" => messages::received(ctx, &args).await,
         "set-webhook" => webhook::set_webhook(ctx, &args).await,
