@@ -4,6 +4,7 @@
 //! - [`dataexchange`]: port 1001, messages and files into the inbox.
 //! - [`echo`]: port 7.
 //! - [`secure`]: the port-443 encrypted channel between applications (library only).
+//! - [`tasks`]: port 1003, tasks submitted, executed and rewarded with polo.
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
 //! - [`webhook`]: every reported event POSTed to one URL, off the data path.
@@ -15,6 +16,7 @@ pub mod dataexchange;
 pub mod echo;
 pub mod handshake;
 pub mod secure;
+pub mod tasks;
 pub mod trust;
 pub mod webhook;
 
