@@ -51,6 +51,8 @@ pub struct DaemonConfig {
     pub mailbox: Option<std::sync::Arc<dyn crate::services::dataexchange::Mailbox>>,
     /// How much one peer may store through data exchange.
     pub exchange_quota: crate::services::dataexchange::quota::QuotaConfig,
+    /// Task submit on port 1003 over these folders (`-no-tasksubmit`: `None`).
+    pub tasks: Option<crate::services::tasks::TaskConfig>,
     /// Kernel buffer size asked for on the tunnel socket, each direction.
     pub socket_buffer: usize,
 }
@@ -81,6 +83,7 @@ impl DaemonConfig {
             webhook: String::new(),
             mailbox: None,
             exchange_quota: Default::default(),
+            tasks: None,
             socket_buffer: 4 << 20,
         }
     }
