@@ -82,11 +82,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TaskClient<S> {
         self.finish().await
     }
 
-    /// Ends our side and waits for the daemon to close its side: then the frame was handled.
+    /// Waits for the daemon to close the connection: it does so once the frame was handled
+    /// (closing first would end the connection both ways and lose that signal).
     async fn finish(mut self) -> Result<(), ClientError> {
-        self.stream.shutdown().await?;
         let mut rest = Vec::new();
         let _ = self.stream.read_to_end(&mut rest).await;
+        let _ = self.stream.shutdown().await;
         Ok(())
     }
 }
