@@ -27,6 +27,16 @@ struct Pair {
 
 /// A submitter `a` (with an IPC socket) and a receiver `b`, each with its own task folders.
 async fn pair(rv: &Rendezvous, dir: &Path, b_tasks: bool) -> Pair {
+    pair_with(rv, dir, b_tasks, |_| {}).await
+}
+
+/// As [`pair`], with `b`'s task settings changed by `tune`.
+async fn pair_with(
+    rv: &Rendezvous,
+    dir: &Path,
+    b_tasks: bool,
+    tune: impl FnOnce(&mut TaskConfig),
+) -> Pair {
     let a_dirs = TaskDirs::new(dir.join("a"));
     let b_dirs = TaskDirs::new(dir.join("b"));
     let mut config = rv.config();
@@ -35,7 +45,9 @@ async fn pair(rv: &Rendezvous, dir: &Path, b_tasks: bool) -> Pair {
     let a = rv.daemon_with(31, config, MemStorage::new()).await;
     let mut config = rv.config();
     config.public = true;
-    config.tasks = b_tasks.then(|| TaskConfig::new(b_dirs.clone()));
+    let mut b_config = TaskConfig::new(b_dirs.clone());
+    tune(&mut b_config);
+    config.tasks = b_tasks.then_some(b_config);
     let b = rv.daemon_with(32, config, MemStorage::new()).await;
     let path = dir.join("a.sock");
     let listener = ipc::bind(&path).await.unwrap();
@@ -336,4 +348,71 @@ async fn a_disabled_service_refuses_connections() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("refused"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_pile_up_unanswered_tasks() {
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pair_with(&rv, dir.path(), true, |c| c.max_pending_per_peer = 2).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let c = within(client::dial(&p.driver, p.b.handle.address()))
+            .await
+            .unwrap();
+        let reply = within(c.submit(request(&p, &id::generate())))
+            .await
+            .unwrap();
+        statuses.push(reply.status);
+        if reply.status == 400 {
+            assert!(
+                reply.message.starts_with("Too many unanswered tasks"),
+                "{reply:?}"
+            );
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 400]);
+    assert_eq!(names(&p.b_dirs.dir(Side::Received)).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_is_reported_to_its_submitter() {
+    use pilot::services::tasks::service::cancel_unanswered;
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pair(&rv, dir.path(), true).await;
+    let task_id = id::generate();
+    let c = within(client::dial(&p.driver, p.b.handle.address()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within(c.submit(request(&p, &task_id)))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let mut received = p.b_dirs.load(Side::Received, &task_id).unwrap().unwrap();
+    p.a_dirs.save(Side::Submitted, &received).unwrap();
+    // Two minutes old: past the accept window.
+    let old = SystemClock.now() - std::time::Duration::from_secs(120);
+    received.created_at = pilot::services::tasks::file::rfc3339(old);
+    p.b_dirs.save(Side::Received, &received).unwrap();
+    // b's 10 s sweep, run once by hand through b's daemon (§14 Q15).
+    let sweeper = TaskService::new(
+        TaskConfig::new(p.b_dirs.clone()),
+        Arc::new(SystemClock),
+        None,
+        p.b.handle.address(),
+        Some(p.b.handle.clone()),
+    );
+    within(cancel_unanswered(&sweeper)).await;
+    let theirs = p.b_dirs.load(Side::Received, &task_id).unwrap().unwrap();
+    assert_eq!(theirs.status, "CANCELLED");
+    let mine = p.a_dirs.load(Side::Submitted, &task_id).unwrap().unwrap();
+    assert_eq!(mine.status, "CANCELLED");
+    assert_eq!(
+        mine.status_justification,
+        "Task cancelled: no response within 1 minute"
+    );
 }

@@ -45,6 +45,9 @@ pub struct TaskConfig {
     pub expiry_scan: Duration,
     /// A head staged longer than this expires.
     pub head_timeout: Duration,
+    /// Unanswered (NEW) tasks one node may have here at once; more are refused with a 400, so
+    /// a peer cannot fill the disk with submissions (§14 Q12).
+    pub max_pending_per_peer: usize,
 }
 
 impl TaskConfig {
@@ -56,6 +59,7 @@ impl TaskConfig {
             cancel_scan: Duration::from_secs(10),
             expiry_scan: Duration::from_secs(30),
             head_timeout: Duration::from_secs(3600),
+            max_pending_per_peer: 64,
         }
     }
 }
@@ -261,6 +265,18 @@ async fn submit(
         .is_some()
     {
         return Err(format!("task {} already exists", request.task_id));
+    }
+    let from = claimed.to_string();
+    let pending = dirs
+        .list(Side::Received)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.status() == Some(Status::New) && t.from == from)
+        .count();
+    if pending >= service.config.max_pending_per_peer {
+        return Err(format!(
+            "Too many unanswered tasks from {from} ({pending}); try again later"
+        ));
     }
     if let Some(book) = &service.polo {
         let theirs = book.score(remote.addr.node).await;
