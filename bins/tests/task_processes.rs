@@ -173,3 +173,28 @@ fn no_tasksubmit_leaves_the_port_closed() {
     );
     assert!(!a.home.join(".pilot/tasks/submitted").exists());
 }
+
+#[test]
+fn results_that_cannot_be_delivered_can_be_sent_again() {
+    let servers = rendezvous_support::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
+    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
+    let (a_id, b_id) = (node_id(&a), node_id(&b));
+    make_trust(&mut a, &mut b, &a_id, &b_id);
+    let submitted = ctl(&a, &["task", "submit", &b_id, "--task", "t"]);
+    let id = submitted["task_id"].as_str().unwrap().to_string();
+    ctl(&b, &["task", "accept", "--id", &id]);
+    ctl(&b, &["task", "execute"]);
+    // The submitter goes away: the send fails and the task is still EXECUTING.
+    drop(a);
+    let err = ctl_fails(
+        &b,
+        &["task", "send-results", "--id", &id, "--results", "done"],
+    );
+    assert!(
+        err.contains("connection_failed") || err.contains("timeout"),
+        "{err}"
+    );
+    assert_eq!(task_file(&b, "received", &id)["status"], "EXECUTING");
+}

@@ -350,6 +350,11 @@ async fn results_arrived(
     results: SendResults,
 ) -> Result<(), String> {
     let mut task = own_submission(service, remote, &results.task_id)?;
+    // Results arrive once: a resend (the sender missed our close) neither overwrites the
+    // stored result nor charges the submitter again.
+    if task.status() == Some(Status::Completed) {
+        return Err(format!("task {} already has its results", task.task_id));
+    }
     let dirs = service.dirs();
     let data = results
         .file_data
