@@ -45,6 +45,7 @@ const FLAGS: &[&str] = &[
     "no-echo",
     "no-dataexchange",
     "no-eventstream",
+    "no-tasksubmit",
     "webhook",
     "log-level",
     "log-format",
@@ -126,6 +127,9 @@ struct Args {
     /// Disable the event stream (port 1002): topic publish/subscribe.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     no_eventstream: bool,
+    /// Disable task submit (port 1003). Our addition: the reference has no such flag.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    no_tasksubmit: bool,
     /// POST every event as JSON to this http:// or https:// URL.
     #[arg(long, default_value = "")]
     webhook: String,
@@ -213,6 +217,15 @@ async fn run(args: Args) -> Result<(), String> {
         match pilot_home() {
             Some(home) => config.mailbox = Some(Arc::new(DiskMailbox::new(home))),
             None => tracing::warn!("HOME is not set: data exchange (port 1001) not started"),
+        }
+    }
+    if !args.no_tasksubmit {
+        match pilot_home() {
+            Some(home) => {
+                let dirs = pilot::services::tasks::TaskDirs::new(home.join("tasks"));
+                config.tasks = Some(pilot::services::tasks::TaskConfig::new(dirs));
+            }
+            None => tracing::warn!("HOME is not set: task submit (port 1003) not started"),
         }
     }
     if args.registry_tls {

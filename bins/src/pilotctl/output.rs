@@ -23,6 +23,12 @@ pub enum Code {
     Timeout,
     /// Unexpected local errors.
     Internal,
+    /// Task file I/O failures (task commands).
+    InternalError,
+    /// A task in the wrong status.
+    InvalidState,
+    /// `task accept` after the 60 s window.
+    Expired,
 }
 
 impl Code {
@@ -36,6 +42,9 @@ impl Code {
             Code::ConnectionFailed => "connection_failed",
             Code::Timeout => "timeout",
             Code::Internal => "internal",
+            Code::InternalError => "internal_error",
+            Code::InvalidState => "invalid_state",
+            Code::Expired => "expired",
         }
     }
 }

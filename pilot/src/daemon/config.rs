@@ -53,6 +53,8 @@ pub struct DaemonConfig {
     pub exchange_quota: crate::services::dataexchange::quota::QuotaConfig,
     /// The event stream on port 1002 (`-no-eventstream` turns it off).
     pub eventstream: bool,
+    /// Task submit on port 1003 over these folders (`-no-tasksubmit`: `None`).
+    pub tasks: Option<crate::services::tasks::TaskConfig>,
     /// Kernel buffer size asked for on the tunnel socket, each direction.
     pub socket_buffer: usize,
 }
@@ -84,6 +86,7 @@ impl DaemonConfig {
             mailbox: None,
             exchange_quota: Default::default(),
             eventstream: true,
+            tasks: None,
             socket_buffer: 4 << 20,
         }
     }

@@ -25,6 +25,10 @@ pub enum RegistryOp {
     SetTags(Vec<String>),
     /// Task execution flag.
     SetTaskExec(bool),
+    /// A node's polo score (`get_polo_score`).
+    GetPoloScore(u32),
+    /// Adds a delta to this node's own polo score (`update_polo_score`, signed).
+    UpdatePoloScore(i64),
 }
 
 /// Requests to the daemon task.

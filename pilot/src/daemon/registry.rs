@@ -300,6 +300,19 @@ impl<N: Network> RegistryLink<N> {
                     .await,
                 )
             }
+            RegistryOp::GetPoloScore(node) => (
+                "get_polo_score",
+                self.raw(json!({"type":"get_polo_score","node_id":node}))
+                    .await,
+            ),
+            RegistryOp::UpdatePoloScore(delta) => {
+                let sig = self.sign(&format!("update_polo_score:{me}:{delta}"));
+                (
+                    "update_polo_score",
+                    self.raw(json!({"type":"update_polo_score","node_id":me,"delta":delta,"signature":sig}))
+                        .await,
+                )
+            }
         };
         result.map_err(|e| format!("{label}: {e}"))
     }

@@ -224,6 +224,19 @@ where
             notify.clone(),
         )));
     }
+    if let Some(tasks_config) = &config.tasks {
+        let tasks = crate::services::tasks::TaskService::new(
+            tasks_config.clone(),
+            Arc::new(clock.clone()),
+            Some(Arc::new(handle.clone())),
+            handle.address(),
+            Some(handle.clone()),
+        );
+        helpers.push(tokio::spawn(crate::services::tasks::run(
+            handle.clone(),
+            Arc::new(tasks),
+        )));
+    }
 
     let info = InfoContext {
         hostname: config.hostname.clone(),

@@ -5,6 +5,7 @@
 //! - [`eventstream`]: port 1002, topic publish/subscribe between connections.
 //! - [`echo`]: port 7.
 //! - [`secure`]: the port-443 encrypted channel between applications (library only).
+//! - [`tasks`]: port 1003, tasks submitted, executed and rewarded with polo.
 //! - [`handshake`]: the port-444 service that moves trust between nodes.
 //! - [`trust`]: who this node trusts, and the port-444 handshake that changes it.
 //! - [`webhook`]: every reported event POSTed to one URL, off the data path.
@@ -17,6 +18,7 @@ pub mod echo;
 pub mod eventstream;
 pub mod handshake;
 pub mod secure;
+pub mod tasks;
 pub mod trust;
 pub mod webhook;
 

@@ -11,6 +11,7 @@ mod pubsub;
 mod setup;
 mod status;
 mod stream;
+mod tasks;
 mod trust;
 mod webhook;
 
@@ -90,6 +91,15 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "received", args: &["[--clear]"], description: "Files received through data exchange ($HOME/.pilot/received); --clear deletes them", returns: "files[name, bytes, modified, path], total, dir | cleared", flags: &[switch("clear")] },
     Spec { name: "set-webhook", args: &["<url>"], description: "Post daemon events to this URL (saved in the config, applied to a running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
     Spec { name: "clear-webhook", args: &[], description: "Stop posting daemon events (removed from the config and the running daemon)", returns: "webhook, applied [, not_applied]", flags: &[] },
+    Spec { name: "task submit", args: &["<target>", "--task description"], description: "Submit a task to a node (port 1003); it answers 200 (queued as NEW) or 400", returns: "target, task_id, task, status, message, accepted", flags: &[value("task")] },
+    Spec { name: "task accept", args: &["--id task_id"], description: "Accept a NEW received task (within 60 s) and queue it", returns: "task_id, status, message", flags: &[value("id")] },
+    Spec { name: "task decline", args: &["--id task_id", "--justification text"], description: "Decline a NEW received task", returns: "task_id, status, justification, message", flags: &[value("id"), value("justification")] },
+    Spec { name: "task execute", args: &[], description: "Start the task at the head of the queue (first accepted)", returns: "task_id, task_description, status, from", flags: &[] },
+    Spec { name: "task send-results", args: &["--id task_id", "--results text | --file path"], description: "Send a task's results to its submitter", returns: "task_id, status, sent_to, sent_type [, filename, file_size]", flags: &[value("id"), value("results"), value("file")] },
+    Spec { name: "task list", args: &["[--type received|submitted]"], description: "Tasks in $HOME/.pilot/tasks", returns: "tasks[task_id, description, status, from, to, created_at, category]", flags: &[value("type")] },
+    Spec { name: "task queue", args: &[], description: "Accepted tasks waiting for execution, first accepted first", returns: "queue[task_id, description, from, created_at], count", flags: &[] },
+    Spec { name: "enable-tasks", args: &[], description: "Advertise in the registry that this node executes tasks", returns: "type, node_id, task_exec", flags: &[] },
+    Spec { name: "disable-tasks", args: &[], description: "Stop advertising task execution", returns: "type, node_id, task_exec", flags: &[] },
     Spec { name: "context", args: &[], description: "Every command with its arguments and output, error codes, environment", returns: "version, commands, error_codes, global_flags, environment, config_file", flags: &[] },
 ];
 
@@ -100,19 +110,33 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 
 /// Runs the command line `args` (without `--json`).
 pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
-    let (name, rest) = match args.first().map(String::as_str) {
-        Some("daemon") => match args.get(1).map(String::as_str) {
-            Some(sub @ ("start" | "stop" | "status")) => (format!("daemon {sub}"), &args[2..]),
-            _ => {
-                return Err(
-                    CliError::usage("daemon", "'daemon' needs start, stop or status")
-                        .hint("usage: pilotctl daemon start|stop|status"),
+    let (name, rest) =
+        match args.first().map(String::as_str) {
+            Some("daemon") => match args.get(1).map(String::as_str) {
+                Some(sub @ ("start" | "stop" | "status")) => (format!("daemon {sub}"), &args[2..]),
+                _ => {
+                    return Err(
+                        CliError::usage("daemon", "'daemon' needs start, stop or status")
+                            .hint("usage: pilotctl daemon start|stop|status"),
+                    )
+                }
+            },
+            Some("task") => match args.get(1).map(String::as_str) {
+                Some(
+                    sub @ ("submit" | "accept" | "decline" | "execute" | "send-results" | "list"
+                    | "queue"),
+                ) => (format!("task {sub}"), &args[2..]),
+                _ => return Err(CliError::usage(
+                    "task",
+                    "'task' needs submit, accept, decline, execute, send-results, list or queue",
                 )
-            }
-        },
-        Some(name) => (name.to_string(), &args[1..]),
-        None => return Err(unknown("")),
-    };
+                .hint(
+                    "usage: pilotctl task submit|accept|decline|execute|send-results|list|queue",
+                )),
+            },
+            Some(name) => (name.to_string(), &args[1..]),
+            None => return Err(unknown("")),
+        };
     let spec = find(&name).ok_or_else(|| unknown(&name))?;
     let args = Args::parse(spec.name, rest, spec.flags)?;
     match spec.name {
@@ -155,6 +179,15 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "received" => messages::received(ctx, &args).await,
         "set-webhook" => webhook::set_webhook(ctx, &args).await,
         "clear-webhook" => webhook::clear_webhook(ctx, &args).await,
+        "task submit" => tasks::submit(ctx, &args).await,
+        "task accept" => tasks::accept(ctx, &args).await,
+        "task decline" => tasks::decline(ctx, &args).await,
+        "task execute" => tasks::execute(ctx, &args).await,
+        "task send-results" => tasks::send_results(ctx, &args).await,
+        "task list" => tasks::list(ctx, &args).await,
+        "task queue" => tasks::queue_cmd(ctx, &args).await,
+        "enable-tasks" => tasks::set_task_exec(ctx, &args, true).await,
+        "disable-tasks" => tasks::set_task_exec(ctx, &args, false).await,
         "context" => context::context(&args),
         other => Err(CliError::new(
             Code::Internal,
