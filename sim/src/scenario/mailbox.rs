@@ -75,7 +75,7 @@ impl Tripwire {
         lock(&self.0).fired.take()
     }
 
-    /// Counts `stored` entries and `bytes` file bytes; true when this makes it fire.
+    /// Counts `stored` entries and `bytes` file bytes; when this makes it fire, says why.
     fn count(&self, stored: u64, bytes: u64) -> Option<String> {
         let mut w = lock(&self.0);
         let trigger = w.armed?;

@@ -436,7 +436,7 @@ impl Player {
             .filter_map(|(h, w)| w.take_fired().map(|why| (h.clone(), why)))
             .collect();
         for (host, why) in fired {
-            self.note(&host, format!("crash-when {why}"));
+            self.note(&host, format!("crash-when takes the host down ({why})"));
             self.crash(&host);
         }
         Ok(())
