@@ -130,6 +130,11 @@ impl Fabric {
     pub fn transmit(self: &Arc<Self>, env: Envelope, next: NodeId) {
         let world = &self.world;
         let trace = world.trace();
+        if world.is_silenced(self.node) {
+            let why = format!("{} sender crashing", trace::packet(&env.payload));
+            trace.event(self.name(), "drop", env.src, env.dst, why);
+            return;
+        }
         if world.is_blocked(self.node, next) {
             let why = format!("{} partitioned", trace::packet(&env.payload));
             trace.event(self.name(), "drop", env.src, env.dst, why);

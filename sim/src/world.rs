@@ -82,6 +82,8 @@ struct Faults {
     links: BTreeMap<(NodeId, NodeId), LinkFaults>,
     /// Directed pairs (from, to) whose traffic is dropped.
     blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Nodes whose software is dying: everything they send is dropped until they crash.
+    silenced: BTreeSet<NodeId>,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -258,6 +260,22 @@ impl World {
     /// Drops datagrams from `from` to `to` (pair it with turmoil's partition for TCP).
     pub fn block(&self, from: NodeId, to: NodeId) {
         lock(&self.faults).blocked.insert((from, to));
+    }
+
+    /// Drops every datagram `node` sends from now on: its software died mid-step, and the
+    /// runner crashes the host after the step (see `scenario::mailbox`).
+    pub fn silence(&self, node: NodeId) {
+        lock(&self.faults).silenced.insert(node);
+    }
+
+    /// Ends [`World::silence`] (the host has crashed).
+    pub fn unsilence(&self, node: NodeId) {
+        lock(&self.faults).silenced.remove(&node);
+    }
+
+    /// Whether `node` is silenced.
+    pub fn is_silenced(&self, node: NodeId) -> bool {
+        lock(&self.faults).silenced.contains(&node)
     }
 
     /// Lets datagrams from `from` to `to` through again.

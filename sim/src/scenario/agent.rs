@@ -53,6 +53,8 @@ pub(crate) struct Reports {
     pub daemon_info: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Echo exchanges, in completion order.
     pub echoes: Mutex<Vec<super::daemon::EchoResult>>,
+    /// Data-exchange sends, in completion order.
+    pub sends: Mutex<Vec<super::exchange::SendRecord>>,
 }
 
 /// The commands of one host; they outlive its crashes, so the restarted agent takes them over.

@@ -175,6 +175,7 @@ impl Scenario {
         let mut identities: BTreeSet<&str> = BTreeSet::new();
         let mut replies: BTreeSet<&str> = BTreeSet::new();
         let mut echoes: BTreeSet<&str> = BTreeSet::new();
+        let mut sends: BTreeSet<&str> = BTreeSet::new();
         for (i, action) in self.actions.iter().enumerate() {
             let what = format!("action #{} ({})", i + 1, action.kind());
             action.check(&what)?;
@@ -186,6 +187,30 @@ impl Scenario {
                     return Err(invalid(
                         format!("{what}: echo {t:?} is not started by an earlier action"),
                         "`echo` in a wait names the tag of an earlier echo action",
+                    ));
+                }
+            }
+            if let Action::Wait { send: Some(t), .. } = action {
+                if !sends.contains(t.as_str()) {
+                    return Err(invalid(
+                        format!("{what}: send {t:?} is not started by an earlier action"),
+                        "`send` in a wait names the tag of an earlier send-message or send-file",
+                    ));
+                }
+            }
+            if let Action::SendMessage { tag, .. } | Action::SendFile { tag, .. } = action {
+                if !sends.insert(tag) {
+                    return Err(invalid(
+                        format!("{what}: send tag {tag:?} is used twice"),
+                        "give each send its own tag",
+                    ));
+                }
+            }
+            if let Action::CrashWhen { host, .. } = action {
+                if !self.runs_dataexchange(host) {
+                    return Err(invalid(
+                        format!("{what}: {host:?} runs no data exchange, so nothing can trigger the crash"),
+                        "remove `dataexchange = false` from the host, or crash it with do = \"crash\"",
                     ));
                 }
             }
@@ -354,6 +379,23 @@ impl Scenario {
                         "check the spelling against the `tag` of your echo actions",
                     ));
                 }
+            }
+            if let Some(t) = e.send() {
+                if !sends.contains(t) {
+                    return Err(invalid(
+                        format!("{what} names send {t:?}, which no send-message or send-file tags"),
+                        format!(
+                            "send tags: {}",
+                            sends.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if matches!(e, Expectation::AckedKept { .. }) && sends.is_empty() {
+                return Err(invalid(
+                    format!("{what}: no action sends anything"),
+                    "add send-message or send-file actions, or remove the expectation",
+                ));
             }
             for t in e.replies() {
                 if !replies.contains(t) {

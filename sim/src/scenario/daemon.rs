@@ -5,6 +5,8 @@
 //! outside the turmoil host, so a restarted daemon comes back with the same identity.
 
 use super::agent::{Command, Commands, Reports};
+use super::exchange;
+use super::mailbox::{describe_store, SimMailbox};
 use crate::net::SimNet;
 use crate::topology::SimClock;
 use crate::trace;
@@ -41,6 +43,10 @@ pub(crate) struct Spec {
     pub storage: MemStorage,
     /// Starts so far (each draws fresh randomness).
     pub starts: Arc<AtomicU64>,
+    /// The data-exchange store, kept across crashes (`None`: the service is off).
+    pub mailbox: Option<pilot::services::dataexchange::MemMailbox>,
+    /// The crash trigger on the store.
+    pub tripwire: super::mailbox::Tripwire,
 }
 
 /// What the runner asks a daemon to do.
@@ -52,6 +58,8 @@ pub(crate) enum DaemonOp {
     Approve { peer: String },
     /// Send `bytes` to `peer`'s echo service and read them back.
     Echo { peer: String, bytes: usize },
+    /// Send a message or a file through data exchange (runs beside later operations).
+    Send(super::exchange::SendPlan),
 }
 
 /// One daemon operation with its script position and tag.
@@ -106,6 +114,10 @@ pub(crate) async fn run(
     }
     config.public = spec.public;
     config.identity = Some("identity.json".to_string());
+    if let Some(store) = &spec.mailbox {
+        let view = SimMailbox::new(store.clone(), spec.tripwire.clone(), net.clone());
+        config.mailbox = Some(Arc::new(view));
+    }
     let daemon = match start(net.clone(), spec.storage.clone(), SimClock, rng, config).await {
         Ok(d) => d,
         Err(e) => {
@@ -124,6 +136,9 @@ pub(crate) async fn run(
             start_no + 1
         ),
     );
+    if let Some(text) = spec.mailbox.as_ref().and_then(describe_store) {
+        note(&net, &name, text);
+    }
     let (ops, mut queue) = tokio::sync::mpsc::unbounded_channel::<DaemonRequest>();
     // Operations run one after another, in script order, beside the command loop.
     {
@@ -131,6 +146,11 @@ pub(crate) async fn run(
             (net.clone(), handle.clone(), reports.clone(), name.clone());
         tokio::spawn(async move {
             while let Some(r) = queue.recv().await {
+                if let DaemonOp::Send(plan) = r.op {
+                    let sending = (net.clone(), handle.clone(), reports.clone());
+                    tokio::spawn(exchange::send(sending.0, sending.1, sending.2, plan));
+                    continue;
+                }
                 perform(&net, &handle, &reports, &name, r).await;
             }
         });
@@ -154,7 +174,7 @@ fn note(net: &SimNet, name: &str, text: String) {
     net.world().trace().note_at(trace::now(), name, text);
 }
 
-fn peer_id(reports: &Reports, peer: &str) -> Result<u32, String> {
+pub(crate) fn peer_id(reports: &Reports, peer: &str) -> Result<u32, String> {
     lock(&reports.identities)
         .get(peer)
         .copied()
@@ -204,6 +224,7 @@ async fn perform(
             lock(&reports.echoes).push(r);
             text
         }
+        DaemonOp::Send(_) => unreachable!("sends run in their own tasks"),
     };
     let shown = match &result {
         Ok(t) => t.clone(),

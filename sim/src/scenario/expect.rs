@@ -93,6 +93,33 @@ pub enum Expectation {
         /// The exchange.
         tag: String,
     },
+    /// The receiver's mailbox holds send `tag` with identical bytes when the run ends.
+    Delivered {
+        /// The send.
+        tag: String,
+    },
+    /// The receiver's mailbox holds nothing of send `tag` (no entry of its name or content).
+    NotDelivered {
+        /// The send.
+        tag: String,
+    },
+    /// The sender of `tag` got an ACK naming the frame's type and counting its bytes.
+    Acked {
+        /// The send.
+        tag: String,
+    },
+    /// The sender of `tag` was not told it was stored: no ACK reached it.
+    NotAcked {
+        /// The send.
+        tag: String,
+    },
+    /// Every send whose sender saw an ACK (to `to`, or to anyone) is in its receiver's store
+    /// with identical bytes, whatever crashed and restarted; no sender was told "stored" by
+    /// an ACK that does not match its frame; and at least one send was ACKed.
+    AckedKept {
+        /// Only sends to this daemon host.
+        to: Option<String>,
+    },
     /// The registries of `hosts` hold the same directory when the run ends: the same nodes
     /// (key, endpoint, visibility, hostname), trust pairs and next node ID.
     SameState {
@@ -201,6 +228,12 @@ pub(crate) struct Evidence<'a> {
     pub node_ids: &'a std::collections::BTreeMap<String, u32>,
     /// Echo exchanges.
     pub echoes: &'a [super::daemon::EchoResult],
+    /// Data-exchange sends as the script asked for them, in script order.
+    pub plans: &'a [super::exchange::SendPlan],
+    /// What each sender saw.
+    pub sends: &'a [super::exchange::SendRecord],
+    /// Where each send ended up in its receiver's store, by tag.
+    pub located: &'a std::collections::BTreeMap<String, super::exchange::Located>,
 }
 
 /// One received probe.
@@ -238,6 +271,22 @@ impl Expectation {
             Expectation::SameState { .. } => "same-state",
             Expectation::Path { .. } => "path",
             Expectation::Echoed { .. } => "echoed",
+            Expectation::Delivered { .. } => "delivered",
+            Expectation::NotDelivered { .. } => "not-delivered",
+            Expectation::Acked { .. } => "acked",
+            Expectation::NotAcked { .. } => "not-acked",
+            Expectation::AckedKept { .. } => "acked-kept",
+        }
+    }
+
+    /// The send tag the expectation names.
+    pub(super) fn send(&self) -> Option<&str> {
+        match self {
+            Expectation::Delivered { tag }
+            | Expectation::NotDelivered { tag }
+            | Expectation::Acked { tag }
+            | Expectation::NotAcked { tag } => Some(tag),
+            _ => None,
         }
     }
 
@@ -266,6 +315,7 @@ impl Expectation {
     pub(super) fn daemons(&self) -> Vec<&str> {
         match self {
             Expectation::Path { host, peer, .. } => vec![host, peer],
+            Expectation::AckedKept { to: Some(to) } => vec![to],
             _ => vec![],
         }
     }
@@ -291,7 +341,12 @@ impl Expectation {
             | Expectation::Reply { .. }
             | Expectation::SameState { .. }
             | Expectation::Path { .. }
-            | Expectation::Echoed { .. } => vec![],
+            | Expectation::Echoed { .. }
+            | Expectation::Delivered { .. }
+            | Expectation::NotDelivered { .. }
+            | Expectation::Acked { .. }
+            | Expectation::NotAcked { .. }
+            | Expectation::AckedKept { .. } => vec![],
         }
     }
 
@@ -514,6 +569,11 @@ impl Expectation {
                     },
                 )
             }
+            Expectation::Delivered { .. }
+            | Expectation::NotDelivered { .. }
+            | Expectation::Acked { .. }
+            | Expectation::NotAcked { .. }
+            | Expectation::AckedKept { .. } => super::delivery::judge(self, ev),
             Expectation::SameState { hosts } => {
                 let digests: Vec<_> = hosts
                     .iter()

@@ -14,15 +14,21 @@ mod agent;
 mod check;
 mod client;
 mod daemon;
+mod delivery;
 pub mod duration;
+mod exchange;
 mod expect;
+mod mailbox;
+mod payload;
 mod rendezvous;
 mod run;
 
 pub use action::{Action, LinkSpec};
 pub use client::REQUEST_TIMEOUT;
 pub use daemon::EchoResult;
+pub use exchange::SendRecord;
 pub use expect::{CheckResult, Expectation, PathKind};
+pub use mailbox::Trigger;
 pub use run::{run, run_detailed, search, Details, Outcome};
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
@@ -134,6 +140,11 @@ pub struct HostSpec {
     /// Daemon hosts: heartbeat interval (`-keepalive`, default 30 s); three missed heartbeats
     /// make the daemon register again, against the standby if the primary is gone.
     pub keepalive: Option<Dur>,
+    /// Daemon hosts: data exchange on port 1001 (default `true`), storing into a mailbox
+    /// that survives crashes.
+    pub dataexchange: Option<bool>,
+    /// Daemon hosts: bytes the mailbox holds at most (default: no limit), to play a full disk.
+    pub mailbox_capacity: Option<u64>,
 }
 
 /// The software a host runs.
@@ -197,6 +208,8 @@ impl HostSpec {
             ("public", self.public.is_some()),
             ("standby_registry", self.standby_registry.is_some()),
             ("keepalive", self.keepalive.is_some()),
+            ("dataexchange", self.dataexchange.is_some()),
+            ("mailbox_capacity", self.mailbox_capacity.is_some()),
         ];
         if self.kind != HostKind::Daemon {
             if let Some((field, _)) = daemon_only.iter().find(|(_, set)| *set) {
@@ -223,6 +236,12 @@ impl HostSpec {
                     ),
                 ));
             }
+        }
+        if self.dataexchange == Some(false) && self.mailbox_capacity.is_some() {
+            return Err(invalid(
+                format!("{what}: `mailbox_capacity` with data exchange off"),
+                "remove `mailbox_capacity`, or `dataexchange = false`",
+            ));
         }
         match (self.kind, &self.primary) {
             (HostKind::Standby, None) => {
@@ -453,6 +472,12 @@ impl Scenario {
             .filter(|h| h.kind.is_rendezvous())
             .map(|h| h.name.as_str())
             .collect()
+    }
+
+    /// Whether daemon host `name` runs data exchange.
+    pub fn runs_dataexchange(&self, name: &str) -> bool {
+        self.host(name)
+            .is_some_and(|h| h.kind == HostKind::Daemon && h.dataexchange != Some(false))
     }
 
     /// How long the simulation runs after the last action.

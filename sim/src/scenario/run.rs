@@ -1,15 +1,20 @@
 //! Playing a scenario on turmoil, step by step, and judging it.
 
 use super::action::{Action, LinkSpec};
+use super::action::{MessageFormat, DEFAULT_SEND_TIMEOUT};
 use super::agent::{self, Command, Reports};
 use super::client::{Op, Request};
 use super::daemon::{self, DaemonOp, DaemonRequest};
+use super::exchange::{locate, Content, SendPlan, SendRecord, Store};
 use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
+use super::mailbox::{Trigger, Tripwire};
+use super::payload;
 use super::EchoResult;
 use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
 use pilot::net::MemStorage;
+use pilot::services::dataexchange::{FrameType, MemMailbox};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +118,7 @@ pub(crate) fn resolve(world: &World, target: &str) -> Result<SocketAddr, String>
 pub struct Details {
     paths: BTreeMap<(String, String), Option<PathKind>>,
     echoes: Vec<EchoResult>,
+    sends: Vec<SendRecord>,
 }
 
 impl Details {
@@ -122,6 +128,11 @@ impl Details {
             .get(&(host.to_string(), peer.to_string()))
             .copied()
             .flatten()
+    }
+
+    /// What the sender of the data-exchange send tagged `tag` saw, if it ended.
+    pub fn send(&self, tag: &str) -> Option<&SendRecord> {
+        self.sends.iter().find(|s| s.tag == tag)
     }
 
     /// The echo tagged `tag`.
@@ -152,6 +163,8 @@ pub fn run_detailed(
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
     let mut storages = BTreeMap::new();
+    let mut tripwires = BTreeMap::new();
+    let mut mailboxes = BTreeMap::new();
     for host in &scenario.hosts {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx: agent::Commands = Arc::new(tokio::sync::Mutex::new(rx));
@@ -194,8 +207,19 @@ pub fn run_detailed(
                 public: host.public.unwrap_or(false),
                 storage: MemStorage::new(),
                 starts: Arc::default(),
+                mailbox: scenario.runs_dataexchange(&host.name).then(|| {
+                    match host.mailbox_capacity {
+                        Some(bytes) => MemMailbox::with_capacity(bytes),
+                        None => MemMailbox::new(),
+                    }
+                }),
+                tripwire: Tripwire::default(),
             };
             storages.insert(host.name.clone(), spec.storage.clone());
+            tripwires.insert(host.name.clone(), spec.tripwire.clone());
+            if let Some(store) = &spec.mailbox {
+                mailboxes.insert(host.name.clone(), store.clone());
+            }
             sim.host(host.name.as_str(), move || {
                 daemon::run(net.clone(), spec.clone(), rx.clone(), reports.clone())
             });
@@ -224,6 +248,8 @@ pub fn run_detailed(
         pending: false,
         scenario: scenario.clone(),
         storages,
+        tripwires,
+        plans: Vec::new(),
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
@@ -238,6 +264,13 @@ pub fn run_detailed(
     let daemon_info = lock(&reports.daemon_info).clone();
     let node_ids = lock(&reports.identities).clone();
     let echoes = lock(&reports.echoes).clone();
+    let sends = lock(&reports.sends).clone();
+    let stores: BTreeMap<String, Store> = mailboxes
+        .iter()
+        .map(|(h, m)| (h.clone(), m.entries()))
+        .collect();
+    let plans = std::mem::take(&mut player.plans);
+    let located = locate(&plans, &stores, &node_ids, scenario.seed);
     let trace = world.trace().lines();
     let mut results = player.failures;
     results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
@@ -254,10 +287,14 @@ pub fn run_detailed(
         daemon_info: &daemon_info,
         node_ids: &node_ids,
         echoes: &echoes,
+        plans: &plans,
+        sends: &sends,
+        located: &located,
     };
     results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
     let mut details = Details {
         echoes: echoes.clone(),
+        sends: sends.clone(),
         ..Details::default()
     };
     for e in &scenario.expectations {
@@ -325,15 +362,90 @@ struct Player {
     scenario: Scenario,
     /// The storage of each rendezvous host.
     storages: BTreeMap<String, MemStorage>,
+    /// The crash trigger of each daemon host.
+    tripwires: BTreeMap<String, Tripwire>,
+    /// The data-exchange sends so far, in script order.
+    plans: Vec<SendPlan>,
 }
 
 impl Player {
+    /// The send a send-message or send-file action asks for, with its payload.
+    fn send_plan(&self, action: &Action) -> SendPlan {
+        let seed = self.scenario.seed;
+        match action {
+            Action::SendMessage {
+                from,
+                to,
+                text,
+                json,
+                size,
+                format,
+                timeout,
+                tag,
+            } => {
+                let (kind, bytes) = match (text, json, size) {
+                    (Some(t), _, _) => (FrameType::Text, t.as_bytes().to_vec()),
+                    (None, Some(j), _) => (FrameType::Json, j.as_bytes().to_vec()),
+                    (None, None, n) => {
+                        let n = n.unwrap_or_default();
+                        match format {
+                            Some(MessageFormat::Json) => {
+                                (FrameType::Json, payload::json(seed, tag, n))
+                            }
+                            _ => (FrameType::Text, payload::text(seed, tag, n)),
+                        }
+                    }
+                };
+                SendPlan {
+                    tag: tag.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    content: Content::Message { kind, bytes },
+                    timeout: timeout.map_or(DEFAULT_SEND_TIMEOUT, |t| t.0),
+                }
+            }
+            Action::SendFile {
+                from,
+                to,
+                name,
+                size,
+                timeout,
+                tag,
+            } => SendPlan {
+                tag: tag.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                content: Content::File {
+                    name: name.clone(),
+                    size: *size,
+                },
+                timeout: timeout.map_or(DEFAULT_SEND_TIMEOUT, |t| t.0),
+            },
+            _ => unreachable!("only called for sends"),
+        }
+    }
+
+    /// One simulation step; a host whose crash trigger fired in it crashes now.
+    fn step(&mut self) -> Result<(), ScenarioError> {
+        self.sim
+            .step()
+            .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+        let fired: Vec<(String, String)> = self
+            .tripwires
+            .iter()
+            .filter_map(|(h, w)| w.take_fired().map(|why| (h.clone(), why)))
+            .collect();
+        for (host, why) in fired {
+            self.note(&host, format!("crash-when takes the host down ({why})"));
+            self.crash(&host);
+        }
+        Ok(())
+    }
+
     fn step_until(&mut self, t: Duration) -> Result<(), ScenarioError> {
         while self.sim.elapsed() < t {
             self.pending = false;
-            self.sim
-                .step()
-                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+            self.step()?;
         }
         Ok(())
     }
@@ -343,9 +455,7 @@ impl Player {
     fn flush(&mut self) -> Result<(), ScenarioError> {
         if self.pending {
             self.pending = false;
-            self.sim
-                .step()
-                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+            self.step()?;
         }
         Ok(())
     }
@@ -397,17 +507,15 @@ impl Player {
             // A closed inbox means the host stopped: it simply reports nothing.
             let _ = self.inboxes[h].send(Command::Inspect);
         }
+        let reports = self.reports.clone();
         let reported = |h: &String| {
-            lock(&self.reports.states).contains_key(h)
-                || lock(&self.reports.daemon_info).contains_key(h)
+            lock(&reports.states).contains_key(h) || lock(&reports.daemon_info).contains_key(h)
         };
         for _ in 0..INSPECT_STEPS {
             if hosts.iter().all(reported) {
                 break;
             }
-            self.sim
-                .step()
-                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+            self.step()?;
         }
         Ok(())
     }
@@ -469,6 +577,8 @@ impl Player {
     fn crash(&mut self, host: &str) {
         self.note(host, "crash".to_string());
         self.sim.crash(host);
+        // A trigger silenced the dying host until now; the crash makes that moot.
+        self.world.unsilence(self.id(host));
         if let Some(storage) = self.storages.get(host) {
             // Power loss: only what was durable survives.
             storage.crash();
@@ -494,6 +604,8 @@ impl Player {
                 | Action::Handshake { .. }
                 | Action::Approve { .. }
                 | Action::Echo { .. }
+                | Action::SendMessage { .. }
+                | Action::SendFile { .. }
         );
         if !quiet && action.request().is_none() {
             self.flush()?;
@@ -522,6 +634,11 @@ impl Player {
                     bytes: bytes.unwrap_or(DEFAULT_ECHO_BYTES),
                 },
             )),
+            Action::SendMessage { from, tag, .. } | Action::SendFile { from, tag, .. } => {
+                let plan = self.send_plan(action);
+                self.plans.push(plan.clone());
+                Some((from, Some(tag.clone()), DaemonOp::Send(plan)))
+            }
             _ => None,
         };
         if let Some((host, tag, op)) = daemon_op {
@@ -530,10 +647,24 @@ impl Player {
             return Ok(());
         }
         match action {
+            Action::CrashWhen {
+                host,
+                stored,
+                received_bytes,
+            } => {
+                let trigger = match (stored, received_bytes) {
+                    (Some(n), _) => Trigger::Stored(*n),
+                    (None, Some(n)) => Trigger::ReceivedBytes(*n),
+                    (None, None) => unreachable!("checked by Scenario::parse"),
+                };
+                self.note(host, format!("crash-when armed: {trigger}"));
+                self.tripwires[host.as_str()].arm(trigger);
+            }
             Action::Wait {
                 duration,
                 until,
                 echo,
+                send,
             } => {
                 let target = match (duration, until) {
                     (Some(d), _) => self.clock + d.0,
@@ -548,15 +679,21 @@ impl Player {
                     );
                     return Ok(());
                 }
-                match echo {
-                    Some(tag) => {
-                        // Time passes until the echo ends; later actions happen from then on.
-                        let ended =
-                            |p: &Player| lock(&p.reports.echoes).iter().any(|e| e.tag == *tag);
+                let ended_send = send.clone();
+                let ended_echo = echo.clone();
+                match echo.as_ref().or(send.as_ref()) {
+                    Some(_) => {
+                        // Time passes until the echo or send ends; later actions happen from
+                        // then on.
+                        let ended = |p: &Player| {
+                            ended_echo.as_ref().is_some_and(|t| {
+                                lock(&p.reports.echoes).iter().any(|e| e.tag == *t)
+                            }) || ended_send
+                                .as_ref()
+                                .is_some_and(|t| lock(&p.reports.sends).iter().any(|s| s.tag == *t))
+                        };
                         while self.sim.elapsed() < target && !ended(self) {
-                            self.sim
-                                .step()
-                                .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
+                            self.step()?;
                         }
                         self.pending = false;
                         self.clock = self.sim.elapsed().max(self.clock);
@@ -656,7 +793,9 @@ impl Player {
             | Action::RespondHandshake { .. }
             | Action::Handshake { .. }
             | Action::Approve { .. }
-            | Action::Echo { .. } => unreachable!("requests were handled above"),
+            | Action::Echo { .. }
+            | Action::SendMessage { .. }
+            | Action::SendFile { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }
