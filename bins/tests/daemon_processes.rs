@@ -79,11 +79,7 @@ fn two_daemons_driven_by_pilotctl() {
 fn messages_and_files_acked_before_kill_9_are_kept() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
-    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
-    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
-    make_trust(&mut a, &mut b, &a_id, &b_id);
+    let (a, mut b, _, b_id) = trusted_pair(dir.path(), servers.registry, servers.beacon);
 
     let sent = ctl(&a, &["send-message", &b_id, "--data", "hello b"]);
     assert_eq!(sent["ack"], "ACK TEXT 7 bytes", "{sent}");

@@ -163,3 +163,24 @@ pub fn make_trust(a: &mut Node, b: &mut Node, a_id: &str, b_id: &str) {
     assert!(ctl(a, &["trust"])["trusted"].to_string().contains(b_id));
     assert!(ctl(b, &["trust"])["trusted"].to_string().contains(a_id));
 }
+
+/// The node ID `info` reports, as pilotctl takes it.
+pub fn node_id(node: &Node) -> String {
+    ctl(node, &["info"])["node_id"]
+        .as_u64()
+        .unwrap()
+        .to_string()
+}
+
+/// Two daemons `a` and `b` under `dir` that trust each other, with their node IDs.
+pub fn trusted_pair(
+    dir: &Path,
+    registry: SocketAddr,
+    beacon: SocketAddr,
+) -> (Node, Node, String, String) {
+    let mut a = daemon(dir, "a", registry, beacon);
+    let mut b = daemon(dir, "b", registry, beacon);
+    let (a_id, b_id) = (node_id(&a), node_id(&b));
+    make_trust(&mut a, &mut b, &a_id, &b_id);
+    (a, b, a_id, b_id)
+}
