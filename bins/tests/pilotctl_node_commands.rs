@@ -6,6 +6,13 @@ mod rendezvous_support;
 
 use process_support::*;
 
+fn address(node: &Node) -> String {
+    ctl(node, &["info"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn node_id(node: &Node) -> String {
     ctl(node, &["info"])["node_id"]
         .as_u64()
@@ -68,20 +75,37 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
     listen.args(["listen", "5300"]);
     let mut listener = Proc::spawn(listen);
     listener.wait_for(&["listening for datagrams on port 5300"]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let b_addr = ctl(&b, &["info"])["address"]
+    // Datagrams are best effort (a loaded machine may drop one), so a sender repeats them,
+    // numbered, until the listener has printed two.
+    let b_addr: pilot::wire::Addr = ctl(&b, &["info"])["address"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    runtime.block_on(async {
-        let driver = pilot::driver::Driver::connect(&a.socket).await.unwrap();
-        for text in ["first datagram", "second datagram"] {
-            driver.send_to(b_addr, 5300, text.as_bytes()).await.unwrap();
-        }
+    let socket = a.socket.clone();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let driver = pilot::driver::Driver::connect(&socket).await.unwrap();
+            for n in 0.. {
+                let text = format!("datagram {n}");
+                driver.send_to(b_addr, 5300, text.as_bytes()).await.unwrap();
+                if stopped
+                    .recv_timeout(std::time::Duration::from_millis(100))
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        })
     });
-    listener.wait_for(&["first datagram"]);
-    listener.wait_for(&["second datagram"]);
+    let first = listener.wait_for(&["datagram "]);
+    let second = listener.wait_for(&["datagram "]);
+    assert_ne!(first, second);
+    assert!(first.contains(&format!("[{}:", address(&a))), "{first}");
+    stop.send(()).unwrap();
+    sender.join().unwrap();
     drop(listener);
     let quiet = ctl(&b, &["listen", "5301", "--count", "1", "--timeout", "1s"]);
     assert_eq!(quiet, serde_json::json!({"messages": [], "timeout": true}));
