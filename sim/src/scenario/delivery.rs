@@ -12,7 +12,8 @@ fn record<'a>(ev: &'a Evidence<'_>, tag: &str) -> Option<&'a SendRecord> {
 fn sender_saw(ev: &Evidence<'_>, tag: &str) -> String {
     match record(ev, tag) {
         Some(r) => r.describe(),
-        None => "the send never ended (its sender crashed)".to_string(),
+        None => "no outcome: the send was still waiting when the run ended, or its daemon crashed"
+            .to_string(),
     }
 }
 
