@@ -140,6 +140,36 @@ async fn the_built_in_broker_relays_between_driver_and_in_process_clients() {
     within(sub.close()).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_a_stream_of_events() {
+    use futures_util::StreamExt;
+    let p = pair(true).await;
+    let peer = p.b.handle.address();
+    let sub = within(subscribe(&p.driver, peer, "s")).await.unwrap();
+    let mut publ = within(subscribe_in_process(&p.a.handle, peer, "other"))
+        .await
+        .unwrap();
+    let (events, _publisher) = sub.split();
+    let mut events = Box::pin(events.into_stream());
+    // Greet until the subscription is in the table (a publish before it is not delivered).
+    let first = loop {
+        within(publ.publish("s", b"one")).await.unwrap();
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(200), events.next());
+        if let Ok(event) = wait.await {
+            break event;
+        }
+    };
+    assert_eq!(first.unwrap().unwrap(), Event::new("s", "one"));
+    within(publ.publish("s", b"two")).await.unwrap();
+    let next = loop {
+        let event = within(events.next()).await.unwrap().unwrap();
+        if event != Event::new("s", "one") {
+            break event;
+        }
+    };
+    assert_eq!(next, Event::new("s", "two"));
+}
+
 async fn raw_event(stream: &mut Stream) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await.ok()?;

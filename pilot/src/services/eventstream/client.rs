@@ -104,6 +104,21 @@ impl<R: AsyncRead + Unpin> Subscription<R> {
     pub async fn recv(&mut self) -> Result<Option<Event>, ClientError> {
         Ok(frame::read_event(&mut self.reader).await?)
     }
+
+    /// The events as a `Stream`, ending when the connection ends or after its first error.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<Event, ClientError>>
+    where
+        R: Send + 'static,
+    {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut sub = state?;
+            match sub.recv().await {
+                Ok(Some(event)) => Some((Ok(event), Some(sub))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
 }
 
 /// The publishing side.
