@@ -53,19 +53,25 @@ fn update(task: &TaskFile) -> StatusUpdate {
     }
 }
 
-/// `task accept`: a NEW task answered within the window becomes ACCEPTED and joins the queue.
-pub fn accept(
-    dirs: &TaskDirs,
-    task_id: &str,
-    now: SystemTime,
-) -> Result<(TaskFile, StatusUpdate), StepError> {
-    let mut task = received(dirs, task_id)?;
+/// The received task `task_id`, which must still be NEW (neither accepted nor declined).
+fn unanswered(dirs: &TaskDirs, task_id: &str) -> Result<TaskFile, StepError> {
+    let task = received(dirs, task_id)?;
     if task.status() != Some(Status::New) {
         return Err(StepError::InvalidState(format!(
             "task {task_id} is {}, not NEW",
             task.status
         )));
     }
+    Ok(task)
+}
+
+/// `task accept`: a NEW task answered within the window becomes ACCEPTED and joins the queue.
+pub fn accept(
+    dirs: &TaskDirs,
+    task_id: &str,
+    now: SystemTime,
+) -> Result<(TaskFile, StatusUpdate), StepError> {
+    let mut task = unanswered(dirs, task_id)?;
     let created = parse_time(&task.created_at).unwrap_or(now);
     if now.duration_since(created).unwrap_or_default() > ACCEPT_WINDOW {
         return Err(StepError::Expired(format!(
@@ -90,13 +96,7 @@ pub fn decline(
     justification: &str,
     now: SystemTime,
 ) -> Result<(TaskFile, StatusUpdate), StepError> {
-    let mut task = received(dirs, task_id)?;
-    if task.status() != Some(Status::New) {
-        return Err(StepError::InvalidState(format!(
-            "task {task_id} is {}, not NEW",
-            task.status
-        )));
-    }
+    let mut task = unanswered(dirs, task_id)?;
     task.set_status(Status::Declined, justification);
     task.answered(now);
     dirs.save(Side::Received, &task)?;
