@@ -11,7 +11,7 @@ use serde_json::Value;
 mod process_support;
 mod rendezvous_support;
 
-use process_support::{ctl, ctl_fails, daemon, daemon_with, make_trust, pilotctl, Node, Proc};
+use process_support::{ctl, ctl_fails, pilotctl, trusted_pair_with, Node, Proc};
 
 /// Starts `pilotctl <args>` on `node` and waits until `broker` logged its subscription.
 fn subscriber(node: &Node, broker: &mut Node, topic: &str, args: &[&str]) -> Proc {
@@ -28,17 +28,12 @@ fn subscriber(node: &Node, broker: &mut Node, topic: &str, args: &[&str]) -> Pro
 fn publish_and_subscribe_through_pilotctl() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon_with(
+    let (a, mut b, _, b_id) = trusted_pair_with(
         dir.path(),
-        "b",
         servers.registry,
         servers.beacon,
         &["-log-level=debug"],
     );
-    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
-    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
-    make_trust(&mut a, &mut b, &a_id, &b_id);
 
     let mut human = subscriber(&a, &mut b, "news", &["subscribe", &b_id, "news"]);
     let mut bounded = subscriber(
@@ -124,17 +119,12 @@ fn publish_and_subscribe_through_pilotctl() {
 fn a_daemon_without_the_event_stream_refuses_subscribers() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon_with(
+    let (a, _b, _, b_id) = trusted_pair_with(
         dir.path(),
-        "b",
         servers.registry,
         servers.beacon,
         &["-no-eventstream"],
     );
-    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
-    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
-    make_trust(&mut a, &mut b, &a_id, &b_id);
     let err = ctl_fails(&a, &["publish", &b_id, "news", "--data", "x"]);
     assert!(err.contains("connection_failed"), "{err}");
     assert!(err.contains("-no-eventstream"), "{err}");

@@ -5,18 +5,15 @@
 mod process_support;
 mod rendezvous_support;
 
-use process_support::*;
+use process_support::{ctl, ctl_fails, trusted_pair_with};
 
 #[test]
 fn disabled_services_refuse_connections() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
     let switches = ["-no-echo", "-no-dataexchange", "-no-eventstream"];
-    let mut b = daemon_with(dir.path(), "b", servers.registry, servers.beacon, &switches);
-    let a_id = ctl(&a, &["info"])["node_id"].as_u64().unwrap().to_string();
-    let b_id = ctl(&b, &["info"])["node_id"].as_u64().unwrap().to_string();
-    make_trust(&mut a, &mut b, &a_id, &b_id);
+    let (a, b, a_id, b_id) =
+        trusted_pair_with(dir.path(), servers.registry, servers.beacon, &switches);
 
     for port in ["7", "1001", "1002"] {
         let err = ctl_fails(

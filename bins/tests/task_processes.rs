@@ -5,15 +5,8 @@
 mod process_support;
 mod rendezvous_support;
 
-use process_support::{ctl, ctl_fails, daemon, daemon_with, make_trust, Node};
+use process_support::{ctl, ctl_fails, trusted_pair, trusted_pair_with, Node};
 use serde_json::Value;
-
-fn node_id(node: &Node) -> String {
-    ctl(node, &["info"])["node_id"]
-        .as_u64()
-        .unwrap()
-        .to_string()
-}
 
 fn task_file(node: &Node, side: &str, id: &str) -> Value {
     let path = node
@@ -28,10 +21,7 @@ fn task_file(node: &Node, side: &str, id: &str) -> Value {
 fn a_task_from_submit_to_results() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
-    let (a_id, b_id) = (node_id(&a), node_id(&b));
-    make_trust(&mut a, &mut b, &a_id, &b_id);
+    let (a, b, a_id, b_id) = trusted_pair(dir.path(), servers.registry, servers.beacon);
 
     let exec = ctl(&b, &["enable-tasks"]);
     assert_eq!(exec["task_exec"], true, "{exec}");
@@ -156,16 +146,12 @@ fn a_task_from_submit_to_results() {
 fn no_tasksubmit_leaves_the_port_closed() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon_with(
+    let (a, _b, _, b_id) = trusted_pair_with(
         dir.path(),
-        "b",
         servers.registry,
         servers.beacon,
         &["-no-tasksubmit"],
     );
-    let (a_id, b_id) = (node_id(&a), node_id(&b));
-    make_trust(&mut a, &mut b, &a_id, &b_id);
     let err = ctl_fails(&a, &["task", "submit", &b_id, "--task", "x"]);
     assert!(
         err.contains("connection_failed") || err.contains("refused"),
@@ -178,10 +164,7 @@ fn no_tasksubmit_leaves_the_port_closed() {
 fn results_that_cannot_be_delivered_can_be_sent_again() {
     let servers = rendezvous_support::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let mut a = daemon(dir.path(), "a", servers.registry, servers.beacon);
-    let mut b = daemon(dir.path(), "b", servers.registry, servers.beacon);
-    let (a_id, b_id) = (node_id(&a), node_id(&b));
-    make_trust(&mut a, &mut b, &a_id, &b_id);
+    let (a, b, _, b_id) = trusted_pair(dir.path(), servers.registry, servers.beacon);
     let submitted = ctl(&a, &["task", "submit", &b_id, "--task", "t"]);
     let id = submitted["task_id"].as_str().unwrap().to_string();
     ctl(&b, &["task", "accept", "--id", &id]);

@@ -178,8 +178,18 @@ pub fn trusted_pair(
     registry: SocketAddr,
     beacon: SocketAddr,
 ) -> (Node, Node, String, String) {
+    trusted_pair_with(dir, registry, beacon, &[])
+}
+
+/// [`trusted_pair`] with `b` started with the extra flags `b_flags`.
+pub fn trusted_pair_with(
+    dir: &Path,
+    registry: SocketAddr,
+    beacon: SocketAddr,
+    b_flags: &[&str],
+) -> (Node, Node, String, String) {
     let mut a = daemon(dir, "a", registry, beacon);
-    let mut b = daemon(dir, "b", registry, beacon);
+    let mut b = daemon_with(dir, "b", registry, beacon, b_flags);
     let (a_id, b_id) = (node_id(&a), node_id(&b));
     make_trust(&mut a, &mut b, &a_id, &b_id);
     (a, b, a_id, b_id)
