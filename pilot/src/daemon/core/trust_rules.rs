@@ -117,6 +117,9 @@ impl DaemonCore {
                     text: String::new(),
                     relay: Relay::Accept,
                 }),
+                Action::RelayAccept { peer } => {
+                    self.trust_job(TrustJob::Respond { peer, accept: true })
+                }
                 Action::SendReject { peer, reason } => {
                     self.trust_job(TrustJob::Respond {
                         peer,

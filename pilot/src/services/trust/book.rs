@@ -54,6 +54,13 @@ pub enum Action {
         /// The peer.
         peer: u32,
     },
+    /// Answer the peer's request through the registry (`respond_handshake` with accept) at
+    /// once, beside the direct accept: an approval must not wait for a peer that cannot be
+    /// dialled yet (a private node behind a NAT, under loss) to time out first.
+    RelayAccept {
+        /// The peer.
+        peer: u32,
+    },
     /// Send a reject to the peer over port 444 (best effort) and tell the registry
     /// (`respond_handshake` without accept).
     SendReject {
@@ -323,13 +330,20 @@ impl TrustBook {
         if peer == self.own_node {
             return Vec::new();
         }
+        // A request relayed by the registry (no key) is answered the same way at once
+        // (spec/services.md §6.6 rule 16), beside the direct accept.
+        let relayed = key.is_none().then_some(Action::RelayAccept { peer });
         if self.is_trusted(peer) {
             // They may have lost our accept; say it again.
-            return vec![received, Action::SendAccept { peer }];
+            return [received, Action::SendAccept { peer }]
+                .into_iter()
+                .chain(relayed)
+                .collect();
         }
         if self.outgoing.contains_key(&peer) {
             let mut actions = vec![received];
             actions.extend(self.establish(peer, key, now, TrustEvent::AutoApproved { peer }));
+            actions.extend(relayed);
             return actions;
         }
         if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&peer) {
@@ -412,7 +426,18 @@ impl TrustBook {
         if !self.pending.contains_key(&peer) {
             return Err(TrustError::NotPending(peer));
         }
-        Ok(self.establish(peer, None, now, TrustEvent::Approved { peer }))
+        let relayed = self
+            .pending
+            .get(&peer)
+            .is_some_and(|p| p.public_key.is_none());
+        let mut actions = self.establish(peer, None, now, TrustEvent::Approved { peer });
+        // A request that came through the registry (no key) is answered through it at once
+        // too (spec/services.md §6.5 rule 11); the registry refuses an answer to a request it
+        // never relayed, so a direct request gets only the direct accept.
+        if relayed {
+            actions.push(Action::RelayAccept { peer });
+        }
+        Ok(actions)
     }
 
     /// The operator rejects the pending request from `peer`.
@@ -515,7 +540,30 @@ mod tests {
         assert!(book.pending().is_empty());
         assert!(has(&actions, &Action::SendAccept { peer: PEER }));
         assert!(has(&actions, &Action::ReportTrust { peer: PEER }));
+        assert!(!has(&actions, &Action::RelayAccept { peer: PEER }));
         assert_eq!(book.trusted()[&PEER].public_key, Some([9; 32]));
+    }
+
+    #[test]
+    fn relayed_requests_are_answered_through_the_registry_at_once() {
+        // Approved by the operator.
+        let mut book = TrustBook::new(ME);
+        book.on_request(PEER, None, "via the registry", NOW);
+        let actions = book.approve(PEER, NOW).unwrap();
+        assert!(has(&actions, &Action::RelayAccept { peer: PEER }));
+        assert!(has(&actions, &Action::SendAccept { peer: PEER }));
+        // Asked back through the registry while our own request is outstanding.
+        let mut book = TrustBook::new(ME);
+        book.request(PEER, "a", NOW).unwrap();
+        let actions = book.on_request(PEER, None, "b", NOW);
+        assert!(has(&actions, &Action::RelayAccept { peer: PEER }));
+        // Asked again through the registry once trusted: they lost our answer.
+        let actions = book.on_request(PEER, None, "again", NOW);
+        assert!(has(&actions, &Action::RelayAccept { peer: PEER }));
+        // Asked over port 444 (key known): the direct accept is the answer.
+        let actions = book.on_request(PEER, Some([9; 32]), "direct", NOW);
+        assert!(!has(&actions, &Action::RelayAccept { peer: PEER }));
+        assert!(has(&actions, &Action::SendAccept { peer: PEER }));
     }
 
     #[test]
