@@ -72,8 +72,12 @@ pub async fn submit(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         from_addr: own.clone(),
         to_addr: addr.to_string(),
     };
+    let dirs = dirs(ctx)?;
+    local::record_submission(&dirs, &request, SystemClock.now()).map_err(step_error)?;
     let work = async {
         let c = client::dial(&driver, addr).await.map_err(|e| {
+            // Nothing was sent: no copy to keep.
+            let _ = local::forget_submission(&dirs, &task_id);
             CliError::from(e).hint(format!(
                 "cannot reach task submit (port 1003) on {addr}; the peer may run with -no-tasksubmit"
             ))
@@ -86,17 +90,8 @@ pub async fn submit(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         .await
         .map_err(|_| CliError::new(Code::Timeout, "task submit: no answer in time"))??;
     let accepted = reply.status == 200;
-    if accepted {
-        let task = TaskFile::new(
-            &task_id,
-            description,
-            &own,
-            &addr.to_string(),
-            SystemClock.now(),
-        );
-        dirs(ctx)?
-            .save(Side::Submitted, &task)
-            .map_err(|e| CliError::new(Code::InternalError, format!("task file: {e}")))?;
+    if !accepted {
+        local::forget_submission(&dirs, &task_id).map_err(step_error)?;
     }
     let human = if accepted {
         format!("Task {task_id} submitted to {addr}: {}", reply.message)

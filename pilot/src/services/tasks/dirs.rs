@@ -86,6 +86,14 @@ impl TaskDirs {
         Ok(path)
     }
 
+    /// Removes task `task_id` from `side`; nothing to remove is not an error.
+    pub fn remove(&self, side: Side, task_id: &str) -> io::Result<()> {
+        match fs::remove_file(self.task_path(side, task_id)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Every readable task on `side`, in file-name order; unreadable files are skipped.
     pub fn list(&self, side: Side) -> io::Result<Vec<TaskFile>> {
         let dir = self.dir(side);

@@ -8,6 +8,11 @@ pub const LEN: usize = 36;
 pub fn generate() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
+    format(bytes)
+}
+
+/// The task id written from `bytes` (the simulator draws them from its seed).
+pub fn format(bytes: [u8; 16]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

@@ -5,7 +5,7 @@
 
 use super::dirs::{Side, TaskDirs};
 use super::file::{parse_time, rfc3339, Status, TaskFile};
-use super::frame::{SendResults, StatusUpdate};
+use super::frame::{SendResults, StatusUpdate, SubmitRequest};
 use super::{policy, queue};
 use crate::crypto::to_base64;
 use std::time::{Duration, SystemTime};
@@ -63,6 +63,31 @@ fn unanswered(dirs: &TaskDirs, task_id: &str) -> Result<TaskFile, StepError> {
         )));
     }
     Ok(task)
+}
+
+/// `task submit`, before the request goes out: the submitter's own copy of the task (NEW),
+/// which the peer's status updates and results then change. Written first because the peer
+/// may answer the task (decline it, say) before its reply to the submit arrives here.
+pub fn record_submission(
+    dirs: &TaskDirs,
+    request: &SubmitRequest,
+    now: SystemTime,
+) -> Result<TaskFile, StepError> {
+    let task = TaskFile::new(
+        &request.task_id,
+        &request.task_description,
+        &request.from_addr,
+        &request.to_addr,
+        now,
+    );
+    dirs.save(Side::Submitted, &task)?;
+    Ok(task)
+}
+
+/// `task submit`, when the peer refused the task: the copy [`record_submission`] wrote goes.
+/// (Without an answer the copy stays: the task may have arrived, and its updates still can.)
+pub fn forget_submission(dirs: &TaskDirs, task_id: &str) -> Result<(), StepError> {
+    Ok(dirs.remove(Side::Submitted, task_id)?)
 }
 
 /// `task accept`: a NEW task answered within the window becomes ACCEPTED and joins the queue.
