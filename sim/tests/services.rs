@@ -1,6 +1,7 @@
-//! Data exchange in scenarios: the shipped service scenarios replay byte for byte and match
-//! their reviewed snapshots, their expectations can fail, refusals and missing services are
-//! judged as such, and bad scenario input is refused with a hint.
+//! Services in scenarios (data exchange, event stream, task submit): the shipped service
+//! scenarios replay byte for byte and match their reviewed snapshots, their expectations can
+//! fail, refusals and missing services are judged as such, and bad scenario input is refused
+//! with a hint.
 
 use pilot_sim::scenario::{run, run_detailed, Outcome, Scenario};
 use std::path::Path;
@@ -20,10 +21,17 @@ fn trace(name: &str, seed: Option<u64>) -> String {
 
 /// Replaces `from` with `to` in the scenario's text (which must contain it) and runs it.
 fn run_edited(name: &str, from: &str, to: &str) -> Outcome {
-    let text = text_of(name);
-    assert!(text.contains(from), "{name} does not contain {from:?}");
-    let scenario = Scenario::parse(&text.replacen(from, to, 1)).unwrap();
-    run(&scenario, None).unwrap()
+    run_edits(name, &[(from, to)])
+}
+
+/// [`run_edited`] with several replacements, in order.
+fn run_edits(name: &str, edits: &[(&str, &str)]) -> Outcome {
+    let mut text = text_of(name);
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} does not contain {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    run(&Scenario::parse(&text).unwrap(), None).unwrap()
 }
 
 fn failed(o: &Outcome) -> Vec<String> {
@@ -34,7 +42,12 @@ fn failed(o: &Outcome) -> Vec<String> {
         .collect()
 }
 
-const SERVICES: [&str; 2] = ["services-exchange", "services-crash-before-ack"];
+const SERVICES: [&str; 4] = [
+    "services-exchange",
+    "services-crash-before-ack",
+    "services-pubsub",
+    "services-tasks",
+];
 
 #[test]
 fn service_scenarios_replay_byte_for_byte_and_match_the_snapshots() {
@@ -50,8 +63,7 @@ fn service_scenarios_replay_byte_for_byte_and_match_the_snapshots() {
             insta::assert_snapshot!(name, first);
         });
     }
-    // Loss is drawn from the seed: another seed loses other datagrams (and need not pass:
-    // with seed 7 a dial through the lossy NATs times out).
+    // Loss is drawn from the seed: another seed loses other datagrams.
     let other = run(
         &Scenario::parse(&text_of("services-exchange")).unwrap(),
         Some(7),
@@ -304,4 +316,161 @@ fn bad_service_scenarios_are_refused_with_a_hint() {
         e.contains("`mailbox_capacity` with data exchange off"),
         "{e}"
     );
+}
+
+#[test]
+fn wrong_event_and_task_expectations_fail() {
+    // A subscription gets every event of its filter: one missing is a failure ...
+    let o = run_edited(
+        "services-pubsub",
+        "texts = [\"one\", \"two\", \"three\"]",
+        "texts = [\"one\", \"three\"]",
+    );
+    assert_eq!(failed(&o).len(), 1, "{}", o.summary());
+    assert!(failed(&o)[0].starts_with("subscription \"news\""));
+    // ... and so is the event published before anyone subscribed, were it expected.
+    let o = run_edited(
+        "services-pubsub",
+        "texts = [\"one\", \"two\", \"sunny\", \"three\"]",
+        "texts = [\"before anyone listened\", \"one\", \"two\", \"sunny\", \"three\"]",
+    );
+    assert_eq!(failed(&o).len(), 1, "{}", o.summary());
+    let name = "services-tasks";
+    let o = run_edited(name, "status = \"COMPLETED\"", "status = \"SUCCEEDED\"");
+    assert_eq!(
+        failed(&o),
+        ["boss's copy of task \"primes\" is SUCCEEDED"],
+        "{}",
+        o.summary()
+    );
+    let o = run_edited(
+        name,
+        "text = \"168\"\n\n[[expect]]",
+        "text = \"169\"\n\n[[expect]]",
+    );
+    assert_eq!(failed(&o).len(), 1, "{}", o.summary());
+}
+
+#[test]
+fn a_subscription_with_a_count_stops_after_it() {
+    let o = run_edits(
+        "services-pubsub",
+        &[
+            (
+                "topic = \"news\"\ntag = \"news\"",
+                "topic = \"news\"\ncount = 2\ntag = \"news\"",
+            ),
+            (
+                "texts = [\"one\", \"two\", \"three\"]",
+                "texts = [\"one\", \"two\"]",
+            ),
+        ],
+    );
+    assert!(o.passed(), "{}", o.summary());
+}
+
+#[test]
+fn a_task_step_out_of_order_is_reported_and_changes_nothing() {
+    // The declined task is not in the queue: executing it names the real head and fails.
+    let o = run_edited(
+        "services-tasks",
+        "do = \"execute-task\"\nhost = \"worker\"\ntag = \"primes\"",
+        "do = \"execute-task\"\nhost = \"worker\"\ntag = \"cobol\"",
+    );
+    let f = failed(&o);
+    assert!(
+        f.iter().any(|d| d == "host software did what it was told"),
+        "{}",
+        o.summary()
+    );
+    assert!(
+        o.summary().contains("the head of the queue is task"),
+        "{}",
+        o.summary()
+    );
+    // Results for a task still ACCEPTED... were sent (execute-task moved the head), so the
+    // one that cannot change is the declined task: it stays DECLINED on both sides.
+    assert!(
+        !f.iter().any(|d| d.contains("\"cobol\" is DECLINED")),
+        "{}",
+        o.summary()
+    );
+    // Accepting a declined task is refused: it is no longer NEW.
+    let o = run_edited(
+        "services-tasks",
+        "do = \"send-results\"",
+        "do = \"accept-task\"\nhost = \"worker\"\ntag = \"cobol\"\n\n[[action]]\ndo = \"send-results\"",
+    );
+    assert!(o.summary().contains("not NEW"), "{}", o.summary());
+}
+
+#[test]
+fn bad_event_and_task_scenarios_are_refused_with_a_hint() {
+    let sub = |fields: &str| {
+        format!("[[action]]\ndo = \"subscribe\"\nhost = \"a\"\nat = \"b\"\ntag = \"s\"\n{fields}")
+    };
+    let publish =
+        |fields: &str| format!("[[action]]\ndo = \"publish\"\nhost = \"a\"\nat = \"b\"\n{fields}");
+    let submit = |fields: &str| {
+        format!("[[action]]\ndo = \"submit-task\"\nfrom = \"a\"\ntag = \"t\"\n{fields}")
+    };
+    let submitted = submit("to = \"b\"\ntask = \"x\"\n");
+    let cases = [
+        (sub("topic = \"\"\n"), "`topic` is empty"),
+        (sub("topic = \"n\"\ncount = 0\n"), "count = 0"),
+        (
+            "[[action]]\ndo = \"subscribe\"\nhost = \"a\"\nat = \"a\"\ntopic = \"n\"\ntag = \"s\"\n".to_string(),
+            "would talk to itself",
+        ),
+        (format!("{}{}", sub("topic = \"n\"\n"), sub("topic = \"m\"\n")), "subscription tag \"s\" is used twice"),
+        (publish("topic = \"*\"\ntexts = [\"x\"]\n"), "not \"*\""),
+        (publish("topic = \"n\"\ntexts = []\n"), "`texts` is empty"),
+        (publish("topic = \"n\"\ntext = \"x\"\n"), "unknown field `text`"),
+        (submit("to = \"a\"\ntask = \"x\"\n"), "would talk to itself"),
+        (submit("to = \"b\"\ntask = \"\"\n"), "`task` is empty"),
+        (submit("to = \"rdv\"\ntask = \"x\"\n"), "\"rdv\", which runs no daemon"),
+        (format!("{submitted}{submitted}"), "task tag \"t\" is used twice"),
+        (
+            "[[action]]\ndo = \"accept-task\"\nhost = \"b\"\ntag = \"t\"\n".to_string(),
+            "task \"t\" is not submitted by an earlier action",
+        ),
+        (
+            format!("{submitted}[[action]]\ndo = \"execute-task\"\nhost = \"a\"\ntag = \"t\"\n"),
+            "submitted to \"b\", not \"a\"",
+        ),
+        (
+            format!("{submitted}[[action]]\ndo = \"decline-task\"\nhost = \"b\"\ntag = \"t\"\njustification = \"\"\n"),
+            "`justification` is empty",
+        ),
+        (
+            "[[action]]\ndo = \"wait\"\nfor = \"1s\"\nsubscribed = \"s\"\n".to_string(),
+            "subscription \"s\" is not started by an earlier action",
+        ),
+        (
+            "[[expect]]\ncheck = \"events\"\ntag = \"s\"\ntexts = []\n".to_string(),
+            "no subscribe action has tag \"s\"",
+        ),
+        (
+            "[[expect]]\ncheck = \"task-results\"\ntag = \"t\"\ntext = \"x\"\n".to_string(),
+            "no submit-task action has tag \"t\"",
+        ),
+        (
+            format!("{submitted}[[expect]]\ncheck = \"task-status\"\nhost = \"b\"\ntag = \"t\"\nstatus = \"DONE\"\n"),
+            "\"DONE\" is not a task status",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let text = format!("{BASE}{extra}");
+        match Scenario::parse(&text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(expected), "{msg}\nwanted {expected:?}");
+                assert!(
+                    msg.contains("hint:") || expected.starts_with("unknown field"),
+                    "{msg}"
+                );
+            }
+        }
+    }
 }

@@ -43,6 +43,9 @@ pub enum Action {
         echo: Option<String>,
         /// Stop waiting as soon as the data-exchange send with this tag has ended.
         send: Option<String>,
+        /// Stop waiting as soon as the subscription with this tag has sent its subscribe
+        /// frame on an open connection (or failed).
+        subscribed: Option<String>,
     },
     /// Stops a host's (or NAT box's) software; its sockets and mappings are lost.
     Crash {
@@ -277,6 +280,77 @@ pub enum Action {
         /// File bytes received.
         received_bytes: Option<u64>,
     },
+    /// Daemon `host` subscribes to `topic` (`"*"`: every topic) on daemon `at`'s event stream
+    /// (port 1002) and records the events it receives, until `count` have arrived or the run
+    /// ends (runs beside later actions).
+    Subscribe {
+        /// The daemon host subscribing.
+        host: String,
+        /// The daemon host whose broker it subscribes to.
+        at: String,
+        /// The topic.
+        topic: String,
+        /// Stop after this many events.
+        count: Option<usize>,
+        /// Names the subscription for expectations.
+        tag: String,
+    },
+    /// Daemon `host` publishes one event per entry of `texts`, in order over one connection,
+    /// on `topic` to daemon `at`'s event stream.
+    Publish {
+        /// The daemon host publishing.
+        host: String,
+        /// The daemon host whose broker it publishes to.
+        at: String,
+        /// The topic (not `*`).
+        topic: String,
+        /// The events' payloads.
+        texts: Vec<String>,
+    },
+    /// Daemon `from` submits the task `task` to daemon `to` (port 1003), under an id drawn
+    /// from the seed and `tag`.
+    SubmitTask {
+        /// The daemon host submitting.
+        from: String,
+        /// The daemon host asked to do it.
+        to: String,
+        /// What to do.
+        task: String,
+        /// Names the task for later steps and expectations.
+        tag: String,
+    },
+    /// Daemon `host` accepts the task `tag` once it has arrived, and tells its submitter.
+    AcceptTask {
+        /// The daemon host that received the task.
+        host: String,
+        /// The task.
+        tag: String,
+    },
+    /// Daemon `host` declines the task `tag` once it has arrived, and tells its submitter.
+    DeclineTask {
+        /// The daemon host that received the task.
+        host: String,
+        /// The task.
+        tag: String,
+        /// Why.
+        justification: String,
+    },
+    /// Daemon `host` starts the head of its queue, which must be the task `tag`.
+    ExecuteTask {
+        /// The daemon host executing.
+        host: String,
+        /// The task.
+        tag: String,
+    },
+    /// Daemon `host` sends `text` as the results of task `tag` to its submitter.
+    SendResults {
+        /// The daemon host that executed the task.
+        host: String,
+        /// The task.
+        tag: String,
+        /// The results.
+        text: String,
+    },
     /// Heartbeats `identity`'s node (signed).
     Heartbeat {
         /// The client host.
@@ -405,6 +479,13 @@ impl Action {
             Action::SendMessage { .. } => "send-message",
             Action::SendFile { .. } => "send-file",
             Action::CrashWhen { .. } => "crash-when",
+            Action::Subscribe { .. } => "subscribe",
+            Action::Publish { .. } => "publish",
+            Action::SubmitTask { .. } => "submit-task",
+            Action::AcceptTask { .. } => "accept-task",
+            Action::DeclineTask { .. } => "decline-task",
+            Action::ExecuteTask { .. } => "execute-task",
+            Action::SendResults { .. } => "send-results",
             Action::PollHandshakes { .. } => "poll-handshakes",
             Action::RespondHandshake { .. } => "respond-handshake",
         }
@@ -517,7 +598,15 @@ impl Action {
             Action::SendMessage { from, to, .. } | Action::SendFile { from, to, .. } => {
                 vec![from, to]
             }
-            Action::CrashWhen { host, .. } => vec![host],
+            Action::CrashWhen { host, .. }
+            | Action::AcceptTask { host, .. }
+            | Action::DeclineTask { host, .. }
+            | Action::ExecuteTask { host, .. }
+            | Action::SendResults { host, .. } => vec![host],
+            Action::Subscribe { host, at, .. } | Action::Publish { host, at, .. } => {
+                vec![host, at]
+            }
+            Action::SubmitTask { from, to, .. } => vec![from, to],
             _ => vec![],
         }
     }
@@ -582,6 +671,13 @@ impl Action {
             Action::SendMessage { .. } | Action::SendFile { .. } | Action::CrashWhen { .. } => {
                 self.check_exchange(what)
             }
+            Action::Subscribe { .. }
+            | Action::Publish { .. }
+            | Action::SubmitTask { .. }
+            | Action::AcceptTask { .. }
+            | Action::DeclineTask { .. }
+            | Action::ExecuteTask { .. }
+            | Action::SendResults { .. } => super::services::check_action(self, what),
             _ => Ok(()),
         }
     }

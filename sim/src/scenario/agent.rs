@@ -55,6 +55,8 @@ pub(crate) struct Reports {
     pub echoes: Mutex<Vec<super::daemon::EchoResult>>,
     /// Data-exchange sends, in completion order.
     pub sends: Mutex<Vec<super::exchange::SendRecord>>,
+    /// Event-stream subscriptions, by tag.
+    pub subscriptions: Mutex<BTreeMap<String, super::pubsub::SubscriptionRecord>>,
 }
 
 /// The commands of one host; they outlive its crashes, so the restarted agent takes them over.

@@ -176,9 +176,11 @@ impl Scenario {
         let mut replies: BTreeSet<&str> = BTreeSet::new();
         let mut echoes: BTreeSet<&str> = BTreeSet::new();
         let mut sends: BTreeSet<&str> = BTreeSet::new();
+        let mut started = super::services::Started::default();
         for (i, action) in self.actions.iter().enumerate() {
             let what = format!("action #{} ({})", i + 1, action.kind());
             action.check(&what)?;
+            started.check(action, &what)?;
             for n in action.daemons() {
                 daemon(n, &what)?;
             }
@@ -197,6 +199,13 @@ impl Scenario {
                         "`send` in a wait names the tag of an earlier send-message or send-file",
                     ));
                 }
+            }
+            if let Action::Wait {
+                subscribed: Some(t),
+                ..
+            } = action
+            {
+                started.check_subscribed(t, &what)?;
             }
             if let Action::SendMessage { tag, .. } | Action::SendFile { tag, .. } = action {
                 if !sends.insert(tag) {
@@ -415,6 +424,7 @@ impl Scenario {
             {
                 self.check_target(to, &nodes, &what)?;
             }
+            started.check_expectation(e, &what)?;
             e.check(&what)?;
         }
         Ok(())

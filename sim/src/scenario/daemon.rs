@@ -5,8 +5,8 @@
 //! outside the turmoil host, so a restarted daemon comes back with the same identity.
 
 use super::agent::{Command, Commands, Reports};
-use super::exchange;
 use super::mailbox::{describe_store, SimMailbox};
+use super::{exchange, pubsub, tasks};
 use crate::net::SimNet;
 use crate::topology::SimClock;
 use crate::trace;
@@ -47,6 +47,8 @@ pub(crate) struct Spec {
     pub mailbox: Option<pilot::services::dataexchange::MemMailbox>,
     /// The crash trigger on the store.
     pub tripwire: super::mailbox::Tripwire,
+    /// The task folders, kept across crashes (`None`: task submit is off).
+    pub tasks: Option<pilot::services::tasks::TaskDirs>,
 }
 
 /// What the runner asks a daemon to do.
@@ -60,6 +62,16 @@ pub(crate) enum DaemonOp {
     Echo { peer: String, bytes: usize },
     /// Send a message or a file through data exchange (runs beside later operations).
     Send(super::exchange::SendPlan),
+    /// Subscribe to a peer's event stream and record events (runs beside later operations).
+    Subscribe(super::pubsub::SubscribePlan),
+    /// Publish one event on a peer's event stream.
+    Publish {
+        at: String,
+        topic: String,
+        texts: Vec<String>,
+    },
+    /// One step of a task's life.
+    Task(super::tasks::TaskOp),
 }
 
 /// One daemon operation with its script position and tag.
@@ -118,6 +130,10 @@ pub(crate) async fn run(
         let view = SimMailbox::new(store.clone(), spec.tripwire.clone(), net.clone());
         config.mailbox = Some(Arc::new(view));
     }
+    config.tasks = spec
+        .tasks
+        .clone()
+        .map(pilot::services::tasks::TaskConfig::new);
     let daemon = match start(net.clone(), spec.storage.clone(), SimClock, rng, config).await {
         Ok(d) => d,
         Err(e) => {
@@ -142,16 +158,25 @@ pub(crate) async fn run(
     let (ops, mut queue) = tokio::sync::mpsc::unbounded_channel::<DaemonRequest>();
     // Operations run one after another, in script order, beside the command loop.
     {
-        let (net, handle, reports, name) =
-            (net.clone(), handle.clone(), reports.clone(), name.clone());
+        let (net, handle, reports, name, task_dirs) = (
+            net.clone(),
+            handle.clone(),
+            reports.clone(),
+            name.clone(),
+            spec.tasks.clone(),
+        );
         tokio::spawn(async move {
             while let Some(r) = queue.recv().await {
-                if let DaemonOp::Send(plan) = r.op {
-                    let sending = (net.clone(), handle.clone(), reports.clone());
-                    tokio::spawn(exchange::send(sending.0, sending.1, sending.2, plan));
-                    continue;
+                let beside = (net.clone(), handle.clone(), reports.clone());
+                match r.op {
+                    DaemonOp::Send(plan) => {
+                        tokio::spawn(exchange::send(beside.0, beside.1, beside.2, plan));
+                    }
+                    DaemonOp::Subscribe(plan) => {
+                        tokio::spawn(pubsub::subscribe(beside.0, beside.1, beside.2, plan));
+                    }
+                    _ => perform(&net, &handle, &reports, &name, task_dirs.as_ref(), r).await,
                 }
-                perform(&net, &handle, &reports, &name, r).await;
             }
         });
     }
@@ -186,6 +211,7 @@ async fn perform(
     handle: &DaemonHandle,
     reports: &Reports,
     name: &str,
+    task_dirs: Option<&pilot::services::tasks::TaskDirs>,
     request: DaemonRequest,
 ) {
     let label = request
@@ -224,7 +250,16 @@ async fn perform(
             lock(&reports.echoes).push(r);
             text
         }
-        DaemonOp::Send(_) => unreachable!("sends run in their own tasks"),
+        DaemonOp::Publish { at, topic, texts } => {
+            pubsub::publish(handle, reports, at, topic, texts).await
+        }
+        DaemonOp::Task(op) => match task_dirs {
+            Some(dirs) => tasks::perform(handle, dirs, reports, op).await,
+            None => Err(format!("{name} runs no task submit")),
+        },
+        DaemonOp::Send(_) | DaemonOp::Subscribe(_) => {
+            unreachable!("sends and subscriptions run in their own tasks")
+        }
     };
     let shown = match &result {
         Ok(t) => t.clone(),

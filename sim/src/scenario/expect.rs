@@ -120,6 +120,31 @@ pub enum Expectation {
         /// Only sends to this daemon host.
         to: Option<String>,
     },
+    /// Subscription `tag` received exactly the events carrying `texts`, in order (a connected
+    /// subscriber gets every event published after it subscribed).
+    Events {
+        /// The subscription.
+        tag: String,
+        /// The payloads, in order.
+        texts: Vec<String>,
+    },
+    /// Daemon `host`'s copy of task `tag` (the submitter's or the receiver's) has `status`
+    /// when the run ends.
+    TaskStatus {
+        /// The submitter or the receiver.
+        host: String,
+        /// The task.
+        tag: String,
+        /// NEW, ACCEPTED, DECLINED, EXECUTING, SUCCEEDED, COMPLETED, CANCELLED or EXPIRED.
+        status: String,
+    },
+    /// The submitter of task `tag` stored `text` as its results.
+    TaskResults {
+        /// The task.
+        tag: String,
+        /// The results.
+        text: String,
+    },
     /// The registries of `hosts` hold the same directory when the run ends: the same nodes
     /// (key, endpoint, visibility, hostname), trust pairs and next node ID.
     SameState {
@@ -234,6 +259,10 @@ pub(crate) struct Evidence<'a> {
     pub sends: &'a [super::exchange::SendRecord],
     /// Where each send ended up in its receiver's store, by tag.
     pub located: &'a std::collections::BTreeMap<String, super::exchange::Located>,
+    /// What each subscription received, by tag.
+    pub subscriptions: &'a std::collections::BTreeMap<String, super::pubsub::SubscriptionRecord>,
+    /// How each task ended on both sides, by tag.
+    pub tasks: &'a std::collections::BTreeMap<String, super::services::TaskEnd>,
 }
 
 /// One received probe.
@@ -276,6 +305,9 @@ impl Expectation {
             Expectation::Acked { .. } => "acked",
             Expectation::NotAcked { .. } => "not-acked",
             Expectation::AckedKept { .. } => "acked-kept",
+            Expectation::Events { .. } => "events",
+            Expectation::TaskStatus { .. } => "task-status",
+            Expectation::TaskResults { .. } => "task-results",
         }
     }
 
@@ -316,6 +348,7 @@ impl Expectation {
         match self {
             Expectation::Path { host, peer, .. } => vec![host, peer],
             Expectation::AckedKept { to: Some(to) } => vec![to],
+            Expectation::TaskStatus { host, .. } => vec![host],
             _ => vec![],
         }
     }
@@ -346,7 +379,10 @@ impl Expectation {
             | Expectation::NotDelivered { .. }
             | Expectation::Acked { .. }
             | Expectation::NotAcked { .. }
-            | Expectation::AckedKept { .. } => vec![],
+            | Expectation::AckedKept { .. }
+            | Expectation::Events { .. }
+            | Expectation::TaskStatus { .. }
+            | Expectation::TaskResults { .. } => vec![],
         }
     }
 
@@ -574,6 +610,9 @@ impl Expectation {
             | Expectation::Acked { .. }
             | Expectation::NotAcked { .. }
             | Expectation::AckedKept { .. } => super::delivery::judge(self, ev),
+            Expectation::Events { .. }
+            | Expectation::TaskStatus { .. }
+            | Expectation::TaskResults { .. } => super::services::judge(self, ev),
             Expectation::SameState { hosts } => {
                 let digests: Vec<_> = hosts
                     .iter()

@@ -20,8 +20,11 @@ mod exchange;
 mod expect;
 mod mailbox;
 mod payload;
+mod pubsub;
 mod rendezvous;
 mod run;
+mod services;
+mod tasks;
 
 pub use action::{Action, LinkSpec};
 pub use client::REQUEST_TIMEOUT;
@@ -478,6 +481,14 @@ impl Scenario {
     pub fn runs_dataexchange(&self, name: &str) -> bool {
         self.host(name)
             .is_some_and(|h| h.kind == HostKind::Daemon && h.dataexchange != Some(false))
+    }
+
+    /// Whether daemon host `name` takes part in a task (submits or receives one): only those
+    /// run task submit, so other scenarios keep their traces.
+    pub fn runs_tasks(&self, name: &str) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::SubmitTask { from, to, .. } if from == name || to == name))
     }
 
     /// How long the simulation runs after the last action.

@@ -9,12 +9,16 @@ use super::exchange::{locate, Content, SendPlan, SendRecord, Store};
 use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
 use super::mailbox::{Trigger, Tripwire};
 use super::payload;
+use super::pubsub::SubscribePlan;
+use super::services::{TaskEnd, TaskPlan};
+use super::tasks::{self, TaskOp, TaskStep};
 use super::EchoResult;
 use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
 use pilot::net::MemStorage;
 use pilot::services::dataexchange::{FrameType, MemMailbox};
+use pilot::services::tasks::TaskDirs;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -165,6 +169,8 @@ pub fn run_detailed(
     let mut storages = BTreeMap::new();
     let mut tripwires = BTreeMap::new();
     let mut mailboxes = BTreeMap::new();
+    // Task folders are real directories, as the CLI's are; they outlive the run's crashes.
+    let mut task_homes: BTreeMap<String, (tempfile::TempDir, TaskDirs)> = BTreeMap::new();
     for host in &scenario.hosts {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx: agent::Commands = Arc::new(tokio::sync::Mutex::new(rx));
@@ -214,6 +220,20 @@ pub fn run_detailed(
                     }
                 }),
                 tripwire: Tripwire::default(),
+                tasks: match scenario.runs_tasks(&host.name) {
+                    true => {
+                        let home = tempfile::tempdir().map_err(|e| {
+                            invalid(
+                                format!("no temporary directory for {}'s tasks: {e}", host.name),
+                                "check that TMPDIR is writable",
+                            )
+                        })?;
+                        let dirs = TaskDirs::new(home.path().join("tasks"));
+                        task_homes.insert(host.name.clone(), (home, dirs.clone()));
+                        Some(dirs)
+                    }
+                    false => None,
+                },
             };
             storages.insert(host.name.clone(), spec.storage.clone());
             tripwires.insert(host.name.clone(), spec.tripwire.clone());
@@ -250,6 +270,7 @@ pub fn run_detailed(
         storages,
         tripwires,
         plans: Vec::new(),
+        tasks: Vec::new(),
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
@@ -271,6 +292,25 @@ pub fn run_detailed(
         .collect();
     let plans = std::mem::take(&mut player.plans);
     let located = locate(&plans, &stores, &node_ids, scenario.seed);
+    let subscriptions = lock(&reports.subscriptions).clone();
+    let task_ends: BTreeMap<String, TaskEnd> = player
+        .tasks
+        .iter()
+        .map(|plan| {
+            let at = |host: &str| {
+                task_homes
+                    .get(host)
+                    .map(|(_, dirs)| tasks::view(dirs, &plan.id))
+                    .unwrap_or_default()
+            };
+            let end = TaskEnd {
+                plan: plan.clone(),
+                at_from: at(&plan.from),
+                at_to: at(&plan.to),
+            };
+            (plan.tag.clone(), end)
+        })
+        .collect();
     let trace = world.trace().lines();
     let mut results = player.failures;
     results.extend(lock(&reports.errors).iter().map(|e| CheckResult {
@@ -290,6 +330,8 @@ pub fn run_detailed(
         plans: &plans,
         sends: &sends,
         located: &located,
+        subscriptions: &subscriptions,
+        tasks: &task_ends,
     };
     results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
     let mut details = Details {
@@ -366,6 +408,8 @@ struct Player {
     tripwires: BTreeMap<String, Tripwire>,
     /// The data-exchange sends so far, in script order.
     plans: Vec<SendPlan>,
+    /// The tasks submitted so far, in script order.
+    tasks: Vec<TaskPlan>,
 }
 
 impl Player {
@@ -423,6 +467,38 @@ impl Player {
             },
             _ => unreachable!("only called for sends"),
         }
+    }
+
+    /// The task step a task action asks for.
+    fn task_op(&self, action: &Action) -> DaemonOp {
+        let (tag, step) = match action {
+            Action::SubmitTask { to, task, tag, .. } => (
+                tag,
+                TaskStep::Submit {
+                    to: to.clone(),
+                    description: task.clone(),
+                },
+            ),
+            Action::AcceptTask { tag, .. } => (tag, TaskStep::Accept),
+            Action::DeclineTask {
+                tag, justification, ..
+            } => (
+                tag,
+                TaskStep::Decline {
+                    justification: justification.clone(),
+                },
+            ),
+            Action::ExecuteTask { tag, .. } => (tag, TaskStep::Execute),
+            Action::SendResults { tag, text, .. } => {
+                (tag, TaskStep::Results { text: text.clone() })
+            }
+            _ => unreachable!("only called for task actions"),
+        };
+        DaemonOp::Task(TaskOp {
+            tag: tag.clone(),
+            id: tasks::task_id(self.scenario.seed, tag),
+            step,
+        })
     }
 
     /// One simulation step; a host whose crash trigger fired in it crashes now.
@@ -606,6 +682,13 @@ impl Player {
                 | Action::Echo { .. }
                 | Action::SendMessage { .. }
                 | Action::SendFile { .. }
+                | Action::Subscribe { .. }
+                | Action::Publish { .. }
+                | Action::SubmitTask { .. }
+                | Action::AcceptTask { .. }
+                | Action::DeclineTask { .. }
+                | Action::ExecuteTask { .. }
+                | Action::SendResults { .. }
         );
         if !quiet && action.request().is_none() {
             self.flush()?;
@@ -639,6 +722,51 @@ impl Player {
                 self.plans.push(plan.clone());
                 Some((from, Some(tag.clone()), DaemonOp::Send(plan)))
             }
+            Action::Subscribe {
+                host,
+                at,
+                topic,
+                count,
+                tag,
+            } => Some((
+                host,
+                Some(tag.clone()),
+                DaemonOp::Subscribe(SubscribePlan {
+                    tag: tag.clone(),
+                    at: at.clone(),
+                    topic: topic.clone(),
+                    count: *count,
+                }),
+            )),
+            Action::Publish {
+                host,
+                at,
+                topic,
+                texts,
+            } => Some((
+                host,
+                None,
+                DaemonOp::Publish {
+                    at: at.clone(),
+                    topic: topic.clone(),
+                    texts: texts.clone(),
+                },
+            )),
+            Action::SubmitTask { from, to, tag, .. } => {
+                self.tasks.push(TaskPlan {
+                    tag: tag.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    id: tasks::task_id(self.scenario.seed, tag),
+                });
+                Some((from, Some(tag.clone()), self.task_op(action)))
+            }
+            Action::AcceptTask { host, tag }
+            | Action::DeclineTask { host, tag, .. }
+            | Action::ExecuteTask { host, tag }
+            | Action::SendResults { host, tag, .. } => {
+                Some((host, Some(tag.clone()), self.task_op(action)))
+            }
             _ => None,
         };
         if let Some((host, tag, op)) = daemon_op {
@@ -665,6 +793,7 @@ impl Player {
                 until,
                 echo,
                 send,
+                subscribed,
             } => {
                 let target = match (duration, until) {
                     (Some(d), _) => self.clock + d.0,
@@ -681,16 +810,22 @@ impl Player {
                 }
                 let ended_send = send.clone();
                 let ended_echo = echo.clone();
-                match echo.as_ref().or(send.as_ref()) {
+                let ready_subscription = subscribed.clone();
+                match echo.as_ref().or(send.as_ref()).or(subscribed.as_ref()) {
                     Some(_) => {
-                        // Time passes until the echo or send ends; later actions happen from
-                        // then on.
+                        // Time passes until the echo or send ends, or the subscription is up;
+                        // later actions happen from then on.
                         let ended = |p: &Player| {
                             ended_echo.as_ref().is_some_and(|t| {
                                 lock(&p.reports.echoes).iter().any(|e| e.tag == *t)
                             }) || ended_send
                                 .as_ref()
                                 .is_some_and(|t| lock(&p.reports.sends).iter().any(|s| s.tag == *t))
+                                || ready_subscription.as_ref().is_some_and(|t| {
+                                    lock(&p.reports.subscriptions)
+                                        .get(t)
+                                        .is_some_and(|r| r.subscribed || r.error.is_some())
+                                })
                         };
                         while self.sim.elapsed() < target && !ended(self) {
                             self.step()?;
@@ -795,7 +930,14 @@ impl Player {
             | Action::Approve { .. }
             | Action::Echo { .. }
             | Action::SendMessage { .. }
-            | Action::SendFile { .. } => unreachable!("requests were handled above"),
+            | Action::SendFile { .. }
+            | Action::Subscribe { .. }
+            | Action::Publish { .. }
+            | Action::SubmitTask { .. }
+            | Action::AcceptTask { .. }
+            | Action::DeclineTask { .. }
+            | Action::ExecuteTask { .. }
+            | Action::SendResults { .. } => unreachable!("requests were handled above"),
         }
         Ok(())
     }
