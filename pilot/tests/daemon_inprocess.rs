@@ -218,3 +218,23 @@ async fn shutdown_sends_fin_to_peers() {
     assert_eq!(got, b"last words");
     within(a.task).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_reaches_its_own_address_without_the_network() {
+    let rv = Rendezvous::start().await;
+    let a = rv.daemon(6).await;
+    let own = a.handle.address();
+    let mut s = a.handle.session(ClientOptions::default()).await.unwrap();
+    // Its own echo service, with no trust and no tunnel: the packets loop back inside.
+    assert_eq!(
+        echo_round_trip(&mut s, own, b"myself".to_vec()).await,
+        b"myself"
+    );
+    let bulk: Vec<u8> = (0..1_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    assert_eq!(echo_round_trip(&mut s, own, bulk.clone()).await, bulk);
+    // A closed port of its own is refused like anyone's.
+    let refused = within(s.dial(own, 6001)).await;
+    assert!(refused.is_err());
+    let info = a.handle.info().await.unwrap();
+    assert_eq!(info["peers"], 0, "no tunnel peer was made for itself");
+}

@@ -232,9 +232,6 @@ impl DaemonCore {
         if addr.is_broadcast() {
             return Err("dial: broadcast address".into());
         }
-        if addr.node == self.node_id() {
-            return Err("dial: cannot dial this node's own address".into());
-        }
         let credit = match self.clients.get(&client) {
             Some(c) => c.options.recv_credit,
             None => return Err("unknown client".into()),

@@ -5,8 +5,17 @@
 use super::*;
 
 impl DaemonCore {
-    /// Hands an encoded packet to the tunnel; an unknown peer is resolved first.
+    /// Hands an encoded packet to the tunnel; an unknown peer is resolved first. A packet to
+    /// this node's own address loops back into the endpoint, as the reference daemon answers
+    /// its own address too (an agent publishing on its own broker, pinging itself).
     pub(super) fn send_packet(&mut self, now: Instant, node: u32, packet: &[u8]) {
+        if node == self.node_id() {
+            match wire::Packet::decode(packet) {
+                Ok(p) => self.endpoint.handle_packet(now, &p),
+                Err(e) => tracing::debug!(error = %e, "loopback packet not decoded"),
+            }
+            return;
+        }
         match self.tunnel.send(now, node, packet) {
             Ok(()) => {}
             Err(SendError::NeedResolve(node)) => {
