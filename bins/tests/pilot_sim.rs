@@ -245,3 +245,41 @@ fn matrix_writes_one_scenario_per_cell_and_they_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
 }
+
+#[test]
+fn search_replays_a_sample_of_seeds_and_reports_their_trace_hashes() {
+    let file = scenario("hole-punch.toml");
+    let out = pilot_sim(&["search", &file, "--seeds", "4", "--recheck", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let replayed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("replayed identically: seeds "))
+        .expect("a recheck line");
+    // Two seeds spread over 0..4, each with the hash of its trace.
+    let seeds: Vec<(&str, &str)> = replayed
+        .split(", ")
+        .map(|s| s.split_once(' ').unwrap())
+        .collect();
+    assert_eq!(seeds.iter().map(|s| s.0).collect::<Vec<_>>(), ["0", "2"]);
+    // The hash is that of the trace `run` writes for the seed.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.txt");
+    let run = pilot_sim(&[
+        "run",
+        &file,
+        "--seed",
+        "2",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let hash = format!("({:016x})", pilot_sim::trace::diverge::hash(&lines));
+    assert_eq!(seeds[1].1, hash);
+
+    let out = pilot_sim(&["search", &file, "--seeds", "2", "--recheck", "0"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("replayed"));
+}

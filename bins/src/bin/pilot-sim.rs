@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
-//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0]
+//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0] [--recheck 2]
 //! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix]
 //! ```
 //!
@@ -51,6 +51,10 @@ enum Command {
         /// The first seed to try.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// How many seeds (spread over the range) to run twice, comparing their traces; the
+        /// failing seed, if any, is always run twice too.
+        #[arg(long, default_value_t = 2)]
+        recheck: u64,
     },
     /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
     /// and prints it as a table.
@@ -73,7 +77,12 @@ fn main() -> ExitCode {
             trace,
             json,
         } => run(file, seed, trace, json),
-        Command::Search { file, seeds, from } => search(file, from, seeds),
+        Command::Search {
+            file,
+            seeds,
+            from,
+            recheck,
+        } => search(file, from, seeds, recheck),
         Command::Matrix { bytes, write } => matrix(bytes, write),
     }
 }
@@ -119,19 +128,37 @@ fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn search(file: PathBuf, from: u64, seeds: u64) -> ExitCode {
+fn search(file: PathBuf, from: u64, seeds: u64, recheck: u64) -> ExitCode {
     let to = from.saturating_add(seeds);
-    let found = Scenario::load(&file).and_then(|s| scenario::search(&s, from..to));
-    match found {
+    let found =
+        Scenario::load(&file).and_then(|s| scenario::search_rechecked(&s, from..to, recheck));
+    let report = match found {
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-        Ok(None) => {
+        Ok(report) => report,
+    };
+    if let Some((seed, divergence)) = &report.divergence {
+        println!("nondeterminism: seed {seed} gave two different traces");
+        print!("{}", divergence.report("first run", "second run"));
+        println!("replay: pilot-sim run {} --seed {seed}", file.display());
+        return ExitCode::FAILURE;
+    }
+    if !report.rechecked.is_empty() {
+        let seeds: Vec<String> = report
+            .rechecked
+            .iter()
+            .map(|(seed, hash)| format!("{seed} ({hash:016x})"))
+            .collect();
+        println!("replayed identically: seeds {}", seeds.join(", "));
+    }
+    match report.failure {
+        None => {
             println!("seeds {from}..{to}: every run passed");
             ExitCode::SUCCESS
         }
-        Ok(Some(outcome)) => {
+        Some(outcome) => {
             print!("{}", outcome.summary());
             println!(
                 "replay: pilot-sim run {} --seed {}",

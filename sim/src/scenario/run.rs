@@ -11,6 +11,7 @@ use super::mailbox::{Trigger, Tripwire};
 use super::payload;
 use super::EchoResult;
 use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
+use crate::trace::diverge::{first_divergence, hash, Divergence, CONTEXT};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
 use pilot::net::MemStorage;
@@ -318,13 +319,74 @@ pub fn search(
     scenario: &Scenario,
     seeds: std::ops::Range<u64>,
 ) -> Result<Option<Outcome>, ScenarioError> {
+    search_rechecked(scenario, seeds, 0).map(|report| report.failure)
+}
+
+/// What [`search_rechecked`] found.
+#[derive(Clone, Debug, Default)]
+pub struct SearchReport {
+    /// The first run that failed.
+    pub failure: Option<Outcome>,
+    /// The seeds run twice, each with the hash of its (identical) traces, in the order run.
+    pub rechecked: Vec<(u64, u64)>,
+    /// The first seed whose two runs gave different traces, and where they part.
+    pub divergence: Option<(u64, Divergence)>,
+}
+
+/// [`search`], and a determinism check on the way: `recheck` seeds spread evenly over `seeds`,
+/// and the failing seed if there is one (its replay line must replay it), run a second time
+/// and their traces compared. Stops at the first failure or divergence.
+pub fn search_rechecked(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+    recheck: u64,
+) -> Result<SearchReport, ScenarioError> {
+    let sample = sample_seeds(seeds.clone(), recheck);
+    let mut report = SearchReport::default();
     for seed in seeds {
         let outcome = run(scenario, Some(seed))?;
-        if !outcome.passed() {
-            return Ok(Some(outcome));
+        let failed = !outcome.passed();
+        if failed || sample.contains(&seed) {
+            match replay_divergence(scenario, &outcome)? {
+                Some(d) => {
+                    report.divergence = Some((seed, d));
+                    return Ok(report);
+                }
+                None => report.rechecked.push((seed, hash(&outcome.trace))),
+            }
+        }
+        if failed {
+            report.failure = Some(outcome);
+            return Ok(report);
         }
     }
-    Ok(None)
+    Ok(report)
+}
+
+/// Runs `first`'s scenario and seed again; where the new trace parts from `first`'s, if it
+/// does.
+pub fn replay_divergence(
+    scenario: &Scenario,
+    first: &Outcome,
+) -> Result<Option<Divergence>, ScenarioError> {
+    let again = run(scenario, Some(first.seed))?;
+    if hash(&again.trace) == hash(&first.trace) {
+        return Ok(None);
+    }
+    Ok(first_divergence(&first.trace, &again.trace, CONTEXT))
+}
+
+/// `n` seeds spread evenly over `seeds`, starting with its first (all of them when `n` is at
+/// least its length).
+pub fn sample_seeds(seeds: std::ops::Range<u64>, n: u64) -> BTreeSet<u64> {
+    let len = seeds.end.saturating_sub(seeds.start);
+    if n >= len {
+        return seeds.collect();
+    }
+    // i * len / n < len for i < n, so every pick lies in the range; u128 avoids overflow.
+    (0..n)
+        .map(|i| seeds.start + (u128::from(i) * u128::from(len) / u128::from(n)) as u64)
+        .collect()
 }
 
 /// The registry address of rendezvous host `name`: its public address and registry port.

@@ -13,8 +13,10 @@
 //! `conn` (a TCP connection opens), `tcp` (bytes written on a TCP stream), and `note` (runner
 //! actions such as crashes). Lines depend only on the scenario and its seed.
 
+pub mod diverge;
 mod summary;
 
+pub use diverge::{first_divergence, Divergence};
 pub use summary::{json_line, summarize};
 
 use crate::world::lock;
