@@ -283,3 +283,130 @@ fn search_replays_a_sample_of_seeds_and_reports_their_trace_hashes() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("replayed"));
 }
+
+/// Runs `scenario` with `seed`, writing its trace into `dir`; returns the trace's path.
+fn trace_of(dir: &Path, scenario_file: &str, seed: &str) -> PathBuf {
+    let path = dir.join(format!("trace-{seed}.txt"));
+    let out = pilot_sim(&[
+        "run",
+        scenario_file,
+        "--seed",
+        seed,
+        "--trace",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    path
+}
+
+/// The node column of each trace line that is not a note.
+fn nodes(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace().skip(1);
+            Some((cols.next()?, cols.next()?))
+        })
+        .filter(|(_, kind)| *kind != "note")
+        .collect()
+}
+
+#[test]
+fn diff_shows_where_two_seeds_part_and_what_each_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario("hole-punch.toml");
+    let (a, b) = (
+        trace_of(dir.path(), &file, "0"),
+        trace_of(dir.path(), &file, "1"),
+    );
+    let (ta, tb) = (
+        std::fs::read_to_string(&a).unwrap(),
+        std::fs::read_to_string(&b).unwrap(),
+    );
+    let first = ta
+        .lines()
+        .zip(tb.lines())
+        .position(|(x, y)| x != y)
+        .unwrap();
+
+    let out = pilot_sim(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("first difference at line {}", first + 1)));
+    let shown = format!("{:>6} > {}", first + 1, ta.lines().nth(first).unwrap());
+    assert!(stdout.contains(&shown), "{stdout}");
+    let shown = format!("{:>6} > {}", first + 1, tb.lines().nth(first).unwrap());
+    assert!(stdout.contains(&shown), "{stdout}");
+    assert!(stdout.contains("connections: ") && stdout.contains("NAT boxes: "));
+
+    let out = pilot_sim(&["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["identical"], false);
+    let c = &v["comparison"];
+    assert_eq!(c["divergence"]["line"], first + 1);
+    // Every event of a NAT box counts under it, every other event under its connection.
+    for (side, text) in [ta.as_str(), tb.as_str()].into_iter().enumerate() {
+        let total = |tallies: &serde_json::Value| -> u64 {
+            tallies
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|t| t["counts"].as_object().unwrap().values())
+                .map(|pair| pair[side].as_u64().unwrap())
+                .sum()
+        };
+        let names: Vec<&str> = c["nats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        let events = nodes(text);
+        let at_nats = events.iter().filter(|(n, _)| names.contains(n)).count();
+        let off_nats = events.iter().filter(|(_, k)| *k != "nat").count();
+        assert_eq!(total(&c["nats"]), at_nats as u64);
+        assert_eq!(total(&c["connections"]), off_nats as u64);
+    }
+    // The symmetric NAT picks other ports with another seed: the same story, so each NAT
+    // box translates as often, on connections of other names.
+    let differs = |key: &str| {
+        c[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["differs"] == true)
+            .count()
+    };
+    assert!(differs("connections") > 0);
+    assert_eq!(differs("nats"), 0);
+}
+
+#[test]
+fn diff_of_a_trace_with_itself_is_identical_and_a_missing_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = trace_of(dir.path(), &scenario("hole-punch.toml"), "3");
+    let a = a.to_str().unwrap();
+    let out = pilot_sim(&["diff", a, a]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("identical"));
+    assert!(!stdout.contains("* "), "nothing differs: {stdout}");
+    let out = pilot_sim(&["diff", a, a, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["identical"], true);
+    assert!(v["comparison"]["divergence"].is_null());
+
+    let missing = dir.path().join("none.txt");
+    let out = pilot_sim(&["diff", a, missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the trace"));
+    // A file that is not a trace is compared, its foreign lines counted, without a panic.
+    let junk = write(dir.path(), "junk.txt", "not a trace\n\u{0}\u{1}\n");
+    let out = pilot_sim(&["diff", a, junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("B: 2 lines are not trace lines"));
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
 //! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0] [--recheck 2]
+//! pilot-sim diff A.txt B.txt [--json]
 //! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix]
 //! ```
 //!
@@ -11,7 +12,7 @@
 
 use clap::{Parser, Subcommand};
 use pilot_sim::scenario::{self, Scenario};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -56,6 +57,17 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         recheck: u64,
     },
+    /// Compares two trace files: the first line where they differ, and what each carried per
+    /// connection and per NAT box. Exits 0 when identical, 1 when they differ.
+    Diff {
+        /// The first trace file (from `run --trace`).
+        a: PathBuf,
+        /// The second trace file.
+        b: PathBuf,
+        /// Prints the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
     /// and prints it as a table.
     Matrix {
@@ -83,8 +95,48 @@ fn main() -> ExitCode {
             from,
             recheck,
         } => search(file, from, seeds, recheck),
+        Command::Diff { a, b, json } => diff(&a, &b, json),
         Command::Matrix { bytes, write } => matrix(bytes, write),
     }
+}
+
+fn diff(a: &Path, b: &Path, json: bool) -> ExitCode {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            eprintln!(
+                "error: cannot read the trace {}: {e}\n  hint: write one with `pilot-sim run FILE --trace PATH`",
+                path.display()
+            );
+        })
+    };
+    let (Ok(left), Ok(right)) = (read(a), read(b)) else {
+        return ExitCode::from(2);
+    };
+    let left: Vec<&str> = left.lines().collect();
+    let right: Vec<&str> = right.lines().collect();
+    let comparison = pilot_sim::trace::compare::compare(&left, &right);
+    if json {
+        let value = serde_json::json!({
+            "a": a.display().to_string(),
+            "b": b.display().to_string(),
+            "identical": comparison.identical(),
+            "comparison": comparison,
+        });
+        emit(&format!("{value}\n"));
+    } else {
+        emit(&comparison.report(&a.display().to_string(), &b.display().to_string()));
+    }
+    if comparison.identical() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes a report to stdout; a closed pipe (`| head`) ends the output, not the program.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
