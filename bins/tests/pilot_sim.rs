@@ -410,3 +410,132 @@ fn diff_of_a_trace_with_itself_is_identical_and_a_missing_file_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("B: 2 lines are not trace lines"));
 }
+
+/// One pcap record read back: time, the IPv4/UDP addresses, and the UDP payload's length.
+struct Record {
+    time: std::time::Duration,
+    src: String,
+    dst: String,
+    payload: usize,
+}
+
+fn read_pcap(path: &Path) -> Vec<Record> {
+    use pcap_file::pcap::PcapReader;
+    let mut reader = PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    assert_eq!(reader.header().datalink, pcap_file::DataLink::RAW);
+    let mut out = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let p = packet.unwrap();
+        let d = &p.data;
+        assert_eq!(d[0], 0x45, "IPv4 without options");
+        assert_eq!(d[9], 17, "UDP");
+        assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])), d.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([d[24], d[25]])),
+            d.len() - 20
+        );
+        assert_eq!(p.orig_len as usize, d.len());
+        let port = |at: usize| u16::from_be_bytes([d[at], d[at + 1]]);
+        let ip = |at: usize| format!("{}.{}.{}.{}", d[at], d[at + 1], d[at + 2], d[at + 3]);
+        out.push(Record {
+            time: p.timestamp,
+            src: format!("{}:{}", ip(12), port(20)),
+            dst: format!("{}:{}", ip(16), port(22)),
+            payload: d.len() - 28,
+        });
+    }
+    out
+}
+
+#[test]
+fn pcap_holds_every_datagram_the_run_carried_in_simulated_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Loss, duplication, reordering and jitter: every path through the fabric.
+    let file = scenario("faults.toml");
+    let (pcap, trace) = (dir.path().join("run.pcap"), dir.path().join("with.txt"));
+    let out = pilot_sim(&[
+        "run",
+        &file,
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let reported: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pcap: "))
+        .and_then(|l| l.split(' ').next())
+        .expect("a pcap line")
+        .parse()
+        .unwrap();
+    let records = read_pcap(&pcap);
+    assert_eq!(records.len(), reported);
+    // The same count from the trace: each datagram sent or forwarded by a NAT box, and each
+    // extra copy, goes onto a link unless it dies before it (lost, partitioned, sender
+    // crashing, unroutable).
+    let with = std::fs::read_to_string(&trace).unwrap();
+    let from_trace: i64 = with
+        .lines()
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let dies_on_the_way = ["lost", "partitioned", "sender crashing", "unroutable"]
+                .iter()
+                .any(|why| l.ends_with(why));
+            match cols[2] {
+                "send" | "dup" => 1,
+                "nat" if cols[6] != "tcp" => 1,
+                "drop" if dies_on_the_way => -1,
+                _ => 0,
+            }
+        })
+        .sum();
+    assert_eq!(from_trace, reported as i64);
+    assert!(records.windows(2).all(|w| w[0].time <= w[1].time));
+
+    // Capturing changes nothing: the trace is the one of a run without --pcap, and --json
+    // reports the same count.
+    let plain = trace_of(dir.path(), &file, "7"); // the scenario's own seed
+    assert_eq!(with, std::fs::read_to_string(plain).unwrap());
+    let json = pilot_sim(&["run", &file, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["datagrams"], reported);
+
+    // Every datagram a socket received crossed the last link in the capture, earlier.
+    for line in with.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols[2] != "recv" {
+            continue;
+        }
+        let (time, size) = (cols[0], cols[6].trim_end_matches('B'));
+        let (secs, micros) = time.split_once('.').unwrap();
+        let at = std::time::Duration::from_secs(secs.parse().unwrap())
+            + std::time::Duration::from_micros(micros.parse().unwrap());
+        let size: usize = size.parse().unwrap();
+        assert!(
+            records
+                .iter()
+                .any(|r| r.src == cols[3] && r.dst == cols[5] && r.payload == size && r.time <= at),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn pcap_to_an_unwritable_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("no/such/dir/x.pcap");
+    let out = pilot_sim(&[
+        "run",
+        &scenario("hole-punch.toml"),
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot create") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+}

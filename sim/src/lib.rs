@@ -3,6 +3,7 @@
 //! - [`topology`]: declare hosts and NAT boxes, build the turmoil simulation.
 //! - [`world`]: the built internet: addresses, routing, link faults, per-host randomness.
 //! - [`net`]: [`SimNet`](net::SimNet), the `pilot::net::Network` of one simulated host.
+//! - [`capture`]: every datagram the network carries, counted, and as pcap on request.
 //! - [`fabric`]: how simulated UDP travels over turmoil, in envelopes, through faults.
 //! - [`nat`]: NAT boxes (RFC 4787): the sans-IO table and the running device.
 //! - [`trace`]: one canonical line per packet, translation and drop.
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod fabric;
 pub mod matrix;
 pub mod nat;

@@ -1,10 +1,10 @@
 //! `pilot-sim`: runs scenarios on the simulated internet.
 //!
 //! ```text
-//! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
+//! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--pcap PATH] [--json]
 //! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0] [--recheck 2]
 //! pilot-sim diff A.txt B.txt [--json]
-//! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix]
+//! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix] [--pcap DIR]
 //! ```
 //!
 //! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
@@ -38,6 +38,10 @@ enum Command {
         /// Writes the trace (one line per packet, translation and drop) to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Writes every datagram the simulated network carried to this file (pcap, raw IPv4,
+        /// simulated time), one record per link crossed.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
         /// Prints the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -77,6 +81,9 @@ enum Command {
         /// Writes each cell's scenario file into this directory instead of running them.
         #[arg(long)]
         write: Option<PathBuf>,
+        /// Writes each cell's datagrams as `<cell>.pcap` into this directory.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
 }
 
@@ -87,8 +94,9 @@ fn main() -> ExitCode {
             file,
             seed,
             trace,
+            pcap,
             json,
-        } => run(file, seed, trace, json),
+        } => run(file, seed, trace, pcap, json),
         Command::Search {
             file,
             seeds,
@@ -96,7 +104,7 @@ fn main() -> ExitCode {
             recheck,
         } => search(file, from, seeds, recheck),
         Command::Diff { a, b, json } => diff(&a, &b, json),
-        Command::Matrix { bytes, write } => matrix(bytes, write),
+        Command::Matrix { bytes, write, pcap } => matrix(bytes, write, pcap),
     }
 }
 
@@ -139,7 +147,7 @@ fn emit(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
+fn matrix(bytes: usize, write: Option<PathBuf>, pcap: Option<PathBuf>) -> ExitCode {
     use pilot_sim::matrix;
     let cells: Vec<_> = matrix::pairs()
         .into_iter()
@@ -160,8 +168,18 @@ fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
     }
     let mut rows = Vec::new();
     for (a, b, loss) in cells {
-        match matrix::run_cell(a, b, loss, bytes) {
-            Ok(row) => rows.push(row),
+        match matrix::run_cell_with(a, b, loss, bytes, pcap.is_some()) {
+            Ok(mut row) => {
+                if let Some(dir) = &pcap {
+                    let path = dir.join(format!("{}.pcap", matrix::name(a, b, loss)));
+                    let captured = std::mem::take(&mut row.outcome.captured);
+                    if let Err(e) = write_pcap(&path, &captured) {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
+                rows.push(row)
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", matrix::name(a, b, loss));
                 return ExitCode::from(2);
@@ -222,9 +240,30 @@ fn search(file: PathBuf, from: u64, seeds: u64, recheck: u64) -> ExitCode {
     }
 }
 
-fn run(file: PathBuf, seed: Option<u64>, trace: Option<PathBuf>, json: bool) -> ExitCode {
-    let outcome = Scenario::load(&file).and_then(|s| scenario::run(&s, seed));
-    let outcome = match outcome {
+/// Writes `datagrams` as pcap to `path`; the error is the line to print.
+fn write_pcap(path: &Path, datagrams: &[pilot_sim::capture::Datagram]) -> Result<(), String> {
+    let hint = "  hint: check that the directory exists and is writable";
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("error: cannot create {}: {e}\n{hint}", path.display()))?;
+    let out = pilot_sim::capture::write_pcap(std::io::BufWriter::new(file), datagrams)
+        .map_err(|e| format!("error: {}: {e}\n{hint}", path.display()))?;
+    out.into_inner()
+        .map_err(|e| format!("error: cannot write {}: {e}\n{hint}", path.display()))?;
+    Ok(())
+}
+
+fn run(
+    file: PathBuf,
+    seed: Option<u64>,
+    trace: Option<PathBuf>,
+    pcap: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let outcome = Scenario::load(&file).and_then(|s| match pcap {
+        Some(_) => scenario::run_captured(&s, seed).map(|(o, _)| o),
+        None => scenario::run(&s, seed),
+    });
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -238,6 +277,20 @@ fn run(file: PathBuf, seed: Option<u64>, trace: Option<PathBuf>, json: bool) -> 
                 path.display()
             );
             return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &pcap {
+        let captured = std::mem::take(&mut outcome.captured);
+        if let Err(e) = write_pcap(path, &captured) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        if !json {
+            println!(
+                "pcap: {} datagrams written to {}",
+                captured.len(),
+                path.display()
+            );
         }
     }
     if json {

@@ -30,8 +30,8 @@ pub use exchange::SendRecord;
 pub use expect::{CheckResult, Expectation, PathKind};
 pub use mailbox::Trigger;
 pub use run::{
-    replay_divergence, run, run_detailed, sample_seeds, search, search_rechecked, Details, Outcome,
-    SearchReport,
+    replay_divergence, run, run_captured, run_detailed, sample_seeds, search, search_rechecked,
+    Details, Outcome, SearchReport,
 };
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};

@@ -11,6 +11,7 @@ use super::mailbox::{Trigger, Tripwire};
 use super::payload;
 use super::EchoResult;
 use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
+use crate::capture::Datagram;
 use crate::trace::diverge::{first_divergence, hash, Divergence, CONTEXT};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
@@ -45,6 +46,11 @@ pub struct Outcome {
     /// The trace.
     #[serde(skip)]
     pub trace: Vec<String>,
+    /// How many datagrams the simulated network carried (one per link crossed).
+    pub datagrams: u64,
+    /// Those datagrams, when the run was asked to capture them ([`run_captured`]).
+    #[serde(skip)]
+    pub captured: Vec<Datagram>,
 }
 
 impl Outcome {
@@ -92,6 +98,7 @@ impl Outcome {
             "seed": self.seed,
             "passed": self.passed(),
             "results": self.results,
+            "datagrams": self.datagrams,
             "totals": { "passed": self.results.len() - failed, "failed": failed },
         })
     }
@@ -152,6 +159,24 @@ pub fn run_detailed(
     scenario: &Scenario,
     seed: Option<u64>,
 ) -> Result<(Outcome, Details), ScenarioError> {
+    play(scenario, seed, false)
+}
+
+/// Runs `scenario` like [`run_detailed`], keeping every datagram the network carried in
+/// [`Outcome::captured`] (for [`crate::capture::write_pcap`]). The run is the same run: the
+/// capture changes neither its behaviour nor its trace.
+pub fn run_captured(
+    scenario: &Scenario,
+    seed: Option<u64>,
+) -> Result<(Outcome, Details), ScenarioError> {
+    play(scenario, seed, true)
+}
+
+fn play(
+    scenario: &Scenario,
+    seed: Option<u64>,
+    capture: bool,
+) -> Result<(Outcome, Details), ScenarioError> {
     // A scenario built in code has not been through `parse`: check it the same way.
     scenario.check_hosts()?;
     scenario.check_script()?;
@@ -161,6 +186,9 @@ pub fn run_detailed(
         .topology()?
         .build()
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
+    if capture {
+        world.capture().enable();
+    }
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
     let mut storages = BTreeMap::new();
@@ -309,6 +337,8 @@ pub fn run_detailed(
         seed: scenario.seed,
         results,
         trace,
+        datagrams: world.capture().count(),
+        captured: world.capture().take(),
     };
     Ok((outcome, details))
 }
