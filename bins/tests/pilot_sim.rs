@@ -539,3 +539,45 @@ fn pcap_to_an_unwritable_path_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn timeline_shows_a_pair_moving_from_the_relay_to_a_punched_path() {
+    // The path between the NATs is cut, then healed: relayed first, punched at the end.
+    let file = scenario("daemon-upgrade.toml");
+    let out = pilot_sim(&["timeline", &file, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    let pair = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host"] == "a" && p["peer"] == "b")
+        .expect("a -> b");
+    let states: Vec<&str> = pair["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["probing", "relayed", "punched"]);
+    assert!(pair["changes"][2]["why"]
+        .as_str()
+        .unwrap()
+        .contains("off the relay"));
+
+    let out = pilot_sim(&["timeline", &file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("a -> b (node 2)") && stdout.contains("relayed"),
+        "{stdout}"
+    );
+
+    let out = pilot_sim(&["timeline", "no-such-scenario.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}

@@ -8,6 +8,7 @@
 //! - [`nat`]: NAT boxes (RFC 4787): the sans-IO table and the running device.
 //! - [`trace`]: one canonical line per packet, translation and drop.
 //! - [`scenario`]: the scenario language and its runner.
+//! - [`timeline`]: per pair of daemons, when and why their path changed, read from the trace.
 //! - [`matrix`]: the NAT matrix, one daemon-pair scenario per pair of presets.
 //!
 //! Determinism: time comes only from turmoil's clock, randomness only from ChaCha generators
@@ -22,6 +23,7 @@ pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod scenario;
+pub mod timeline;
 pub mod topology;
 pub mod trace;
 pub mod world;

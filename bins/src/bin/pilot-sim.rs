@@ -4,6 +4,7 @@
 //! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--pcap PATH] [--json]
 //! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0] [--recheck 2]
 //! pilot-sim diff A.txt B.txt [--json]
+//! pilot-sim timeline scenarios/daemon-upgrade.toml [--seed N] [--json]
 //! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix] [--pcap DIR]
 //! ```
 //!
@@ -72,6 +73,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs a scenario and shows, per pair of daemons, when and why the path between them
+    /// changed (probing, punched, relayed, direct).
+    Timeline {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Prints the timeline as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
     /// and prints it as a table.
     Matrix {
@@ -104,6 +117,7 @@ fn main() -> ExitCode {
             recheck,
         } => search(file, from, seeds, recheck),
         Command::Diff { a, b, json } => diff(&a, &b, json),
+        Command::Timeline { file, seed, json } => timeline(&file, seed, json),
         Command::Matrix { bytes, write, pcap } => matrix(bytes, write, pcap),
     }
 }
@@ -139,6 +153,36 @@ fn diff(a: &Path, b: &Path, json: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn timeline(file: &Path, seed: Option<u64>, json: bool) -> ExitCode {
+    use pilot_sim::timeline;
+    let found = Scenario::load(file).and_then(|s| timeline::of_scenario(&s, seed));
+    let (outcome, pairs) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let value = serde_json::json!({
+            "scenario": outcome.scenario,
+            "seed": outcome.seed,
+            "passed": outcome.passed(),
+            "pairs": pairs,
+        });
+        emit(&format!("{value}\n"));
+    } else {
+        let verdict = if outcome.passed() { "passed" } else { "FAILED" };
+        emit(&format!(
+            "scenario {:?}, seed {}: {verdict}\n{}",
+            outcome.scenario,
+            outcome.seed,
+            timeline::report(&pairs)
+        ));
+    }
+    ExitCode::SUCCESS
 }
 
 /// Writes a report to stdout; a closed pipe (`| head`) ends the output, not the program.

@@ -6,7 +6,9 @@ use super::agent::{self, Command, Reports};
 use super::client::{Op, Request};
 use super::daemon::{self, DaemonOp, DaemonRequest};
 use super::exchange::{locate, Content, SendPlan, SendRecord, Store};
-use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
+use super::expect::{
+    filters_unsolicited, observed_path, CheckResult, Evidence, Expectation, PathKind,
+};
 use super::mailbox::{Trigger, Tripwire};
 use super::payload;
 use super::EchoResult;
@@ -127,6 +129,7 @@ pub struct Details {
     paths: BTreeMap<(String, String), Option<PathKind>>,
     echoes: Vec<EchoResult>,
     sends: Vec<SendRecord>,
+    behind_filter: BTreeSet<String>,
 }
 
 impl Details {
@@ -141,6 +144,12 @@ impl Details {
     /// What the sender of the data-exchange send tagged `tag` saw, if it ended.
     pub fn send(&self, tag: &str) -> Option<&SendRecord> {
         self.sends.iter().find(|s| s.tag == tag)
+    }
+
+    /// The hosts behind a NAT box that filters unsolicited inbound traffic (what makes a
+    /// direct path `punched` rather than `direct`).
+    pub fn behind_filter(&self) -> &BTreeSet<String> {
+        &self.behind_filter
     }
 
     /// The echo tagged `tag`.
@@ -324,6 +333,12 @@ fn play(
     let mut details = Details {
         echoes: echoes.clone(),
         sends: sends.clone(),
+        behind_filter: scenario
+            .hosts
+            .iter()
+            .filter(|h| filters_unsolicited(&world, &h.name))
+            .map(|h| h.name.clone())
+            .collect(),
         ..Details::default()
     };
     for e in &scenario.expectations {
