@@ -171,15 +171,26 @@ impl Fabric {
                 delay += REORDER_DELAY;
             }
             if delay.is_zero() {
-                // Errors only mean turmoil has no link there; the datagram is lost like any other.
-                let _ = self.socket.try_send_to(&bytes, to);
+                self.put_on_link(&env, &bytes, to);
             } else {
-                let (me, bytes) = (self.clone(), bytes.clone());
+                let (me, env, bytes) = (self.clone(), env.clone(), bytes.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = me.socket.try_send_to(&bytes, to);
+                    me.put_on_link(&env, &bytes, to);
                 });
             }
+        }
+    }
+}
+
+impl Fabric {
+    /// Hands one encoded envelope to turmoil: the single place a simulated datagram goes
+    /// onto a link, so the capture sees exactly what the network carries.
+    fn put_on_link(&self, env: &Envelope, bytes: &[u8], to: SocketAddr) {
+        // Errors only mean turmoil has no link there; the datagram is lost like any other.
+        if self.socket.try_send_to(bytes, to).is_ok() {
+            let capture = self.world.capture();
+            capture.record(trace::now(), env.src, env.dst, &env.payload);
         }
     }
 }

@@ -3,10 +3,12 @@
 //! - [`topology`]: declare hosts and NAT boxes, build the turmoil simulation.
 //! - [`world`]: the built internet: addresses, routing, link faults, per-host randomness.
 //! - [`net`]: [`SimNet`](net::SimNet), the `pilot::net::Network` of one simulated host.
+//! - [`capture`]: every datagram the network carries, counted, and as pcap on request.
 //! - [`fabric`]: how simulated UDP travels over turmoil, in envelopes, through faults.
 //! - [`nat`]: NAT boxes (RFC 4787): the sans-IO table and the running device.
 //! - [`trace`]: one canonical line per packet, translation and drop.
 //! - [`scenario`]: the scenario language and its runner.
+//! - [`timeline`]: per pair of daemons, when and why their path changed, read from the trace.
 //! - [`matrix`]: the NAT matrix, one daemon-pair scenario per pair of presets.
 //!
 //! Determinism: time comes only from turmoil's clock, randomness only from ChaCha generators
@@ -15,11 +17,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod fabric;
 pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod scenario;
+pub mod timeline;
 pub mod topology;
 pub mod trace;
 pub mod world;

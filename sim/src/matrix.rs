@@ -207,8 +207,24 @@ pub struct Row {
 
 /// Runs one cell of the matrix.
 pub fn run_cell(a: &str, b: &str, loss: f64, bytes: usize) -> Result<Row, ScenarioError> {
+    run_cell_with(a, b, loss, bytes, false)
+}
+
+/// [`run_cell`], keeping every datagram in the row's outcome when `capture` is set
+/// ([`scenario::run_captured`]).
+pub fn run_cell_with(
+    a: &str,
+    b: &str,
+    loss: f64,
+    bytes: usize,
+    capture: bool,
+) -> Result<Row, ScenarioError> {
     let scenario = Scenario::parse(&scenario_text(a, b, loss, bytes))?;
-    let (outcome, details) = scenario::run_detailed(&scenario, None)?;
+    let (outcome, details) = if capture {
+        scenario::run_captured(&scenario, None)?
+    } else {
+        scenario::run_detailed(&scenario, None)?
+    };
     Ok(Row {
         pair: (a.to_string(), b.to_string()),
         loss,

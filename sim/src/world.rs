@@ -101,6 +101,7 @@ pub struct World {
     owners: BTreeMap<(NetId, Ipv4Addr), NodeId>,
     faults: Mutex<Faults>,
     trace: Trace,
+    capture: crate::capture::Capture,
     /// How many times each node's network stack has started (restarts draw fresh randomness).
     starts: Mutex<BTreeMap<NodeId, u64>>,
     /// The live endpoint stack of each host, reused by every `SimNet` handle of one incarnation.
@@ -149,6 +150,7 @@ impl World {
             by_carrier,
             faults: Mutex::default(),
             trace: Trace::default(),
+            capture: crate::capture::Capture::default(),
             starts: Mutex::default(),
             endpoints: Mutex::default(),
         })
@@ -168,6 +170,11 @@ impl World {
     /// The trace every host records into.
     pub fn trace(&self) -> &Trace {
         &self.trace
+    }
+
+    /// The capture of every datagram the fabric carries.
+    pub fn capture(&self) -> &crate::capture::Capture {
+        &self.capture
     }
 
     /// All nodes, in declaration order.

@@ -1,9 +1,11 @@
 //! `pilot-sim`: runs scenarios on the simulated internet.
 //!
 //! ```text
-//! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--json]
-//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0]
-//! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix]
+//! pilot-sim run scenarios/nat-probe.toml [--seed N] [--trace PATH] [--pcap PATH] [--json]
+//! pilot-sim search scenarios/faults.toml [--seeds 100] [--from 0] [--recheck 2]
+//! pilot-sim diff A.txt B.txt [--json]
+//! pilot-sim timeline scenarios/daemon-upgrade.toml [--seed N] [--json]
+//! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix] [--pcap DIR]
 //! ```
 //!
 //! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
@@ -11,7 +13,7 @@
 
 use clap::{Parser, Subcommand};
 use pilot_sim::scenario::{self, Scenario};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -37,6 +39,10 @@ enum Command {
         /// Writes the trace (one line per packet, translation and drop) to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Writes every datagram the simulated network carried to this file (pcap, raw IPv4,
+        /// simulated time), one record per link crossed.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
         /// Prints the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -51,6 +57,33 @@ enum Command {
         /// The first seed to try.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// How many seeds (spread over the range) to run twice, comparing their traces; the
+        /// failing seed, if any, is always run twice too.
+        #[arg(long, default_value_t = 2)]
+        recheck: u64,
+    },
+    /// Compares two trace files: the first line where they differ, and what each carried per
+    /// connection and per NAT box. Exits 0 when identical, 1 when they differ.
+    Diff {
+        /// The first trace file (from `run --trace`).
+        a: PathBuf,
+        /// The second trace file.
+        b: PathBuf,
+        /// Prints the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs a scenario and shows, per pair of daemons, when and why the path between them
+    /// changed (probing, punched, relayed, direct).
+    Timeline {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Prints the timeline as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
     /// and prints it as a table.
@@ -61,6 +94,9 @@ enum Command {
         /// Writes each cell's scenario file into this directory instead of running them.
         #[arg(long)]
         write: Option<PathBuf>,
+        /// Writes each cell's datagrams as `<cell>.pcap` into this directory.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
 }
 
@@ -71,14 +107,91 @@ fn main() -> ExitCode {
             file,
             seed,
             trace,
+            pcap,
             json,
-        } => run(file, seed, trace, json),
-        Command::Search { file, seeds, from } => search(file, from, seeds),
-        Command::Matrix { bytes, write } => matrix(bytes, write),
+        } => run(file, seed, trace, pcap, json),
+        Command::Search {
+            file,
+            seeds,
+            from,
+            recheck,
+        } => search(file, from, seeds, recheck),
+        Command::Diff { a, b, json } => diff(&a, &b, json),
+        Command::Timeline { file, seed, json } => timeline(&file, seed, json),
+        Command::Matrix { bytes, write, pcap } => matrix(bytes, write, pcap),
     }
 }
 
-fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
+fn diff(a: &Path, b: &Path, json: bool) -> ExitCode {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            eprintln!(
+                "error: cannot read the trace {}: {e}\n  hint: write one with `pilot-sim run FILE --trace PATH`",
+                path.display()
+            );
+        })
+    };
+    let (Ok(left), Ok(right)) = (read(a), read(b)) else {
+        return ExitCode::from(2);
+    };
+    let left: Vec<&str> = left.lines().collect();
+    let right: Vec<&str> = right.lines().collect();
+    let comparison = pilot_sim::trace::compare::compare(&left, &right);
+    if json {
+        let value = serde_json::json!({
+            "a": a.display().to_string(),
+            "b": b.display().to_string(),
+            "identical": comparison.identical(),
+            "comparison": comparison,
+        });
+        emit(&format!("{value}\n"));
+    } else {
+        emit(&comparison.report(&a.display().to_string(), &b.display().to_string()));
+    }
+    if comparison.identical() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn timeline(file: &Path, seed: Option<u64>, json: bool) -> ExitCode {
+    use pilot_sim::timeline;
+    let found = Scenario::load(file).and_then(|s| timeline::of_scenario(&s, seed));
+    let (outcome, pairs) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let value = serde_json::json!({
+            "scenario": outcome.scenario,
+            "seed": outcome.seed,
+            "passed": outcome.passed(),
+            "pairs": pairs,
+        });
+        emit(&format!("{value}\n"));
+    } else {
+        let verdict = if outcome.passed() { "passed" } else { "FAILED" };
+        emit(&format!(
+            "scenario {:?}, seed {}: {verdict}\n{}",
+            outcome.scenario,
+            outcome.seed,
+            timeline::report(&pairs)
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes a report to stdout; a closed pipe (`| head`) ends the output, not the program.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn matrix(bytes: usize, write: Option<PathBuf>, pcap: Option<PathBuf>) -> ExitCode {
     use pilot_sim::matrix;
     let cells: Vec<_> = matrix::pairs()
         .into_iter()
@@ -99,8 +212,18 @@ fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
     }
     let mut rows = Vec::new();
     for (a, b, loss) in cells {
-        match matrix::run_cell(a, b, loss, bytes) {
-            Ok(row) => rows.push(row),
+        match matrix::run_cell_with(a, b, loss, bytes, pcap.is_some()) {
+            Ok(mut row) => {
+                if let Some(dir) = &pcap {
+                    let path = dir.join(format!("{}.pcap", matrix::name(a, b, loss)));
+                    let captured = std::mem::take(&mut row.outcome.captured);
+                    if let Err(e) = write_pcap(&path, &captured) {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
+                rows.push(row)
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", matrix::name(a, b, loss));
                 return ExitCode::from(2);
@@ -119,19 +242,37 @@ fn matrix(bytes: usize, write: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn search(file: PathBuf, from: u64, seeds: u64) -> ExitCode {
+fn search(file: PathBuf, from: u64, seeds: u64, recheck: u64) -> ExitCode {
     let to = from.saturating_add(seeds);
-    let found = Scenario::load(&file).and_then(|s| scenario::search(&s, from..to));
-    match found {
+    let found =
+        Scenario::load(&file).and_then(|s| scenario::search_rechecked(&s, from..to, recheck));
+    let report = match found {
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-        Ok(None) => {
+        Ok(report) => report,
+    };
+    if let Some((seed, divergence)) = &report.divergence {
+        println!("nondeterminism: seed {seed} gave two different traces");
+        print!("{}", divergence.report("first run", "second run"));
+        println!("replay: pilot-sim run {} --seed {seed}", file.display());
+        return ExitCode::FAILURE;
+    }
+    if !report.rechecked.is_empty() {
+        let seeds: Vec<String> = report
+            .rechecked
+            .iter()
+            .map(|(seed, hash)| format!("{seed} ({hash:016x})"))
+            .collect();
+        println!("replayed identically: seeds {}", seeds.join(", "));
+    }
+    match report.failure {
+        None => {
             println!("seeds {from}..{to}: every run passed");
             ExitCode::SUCCESS
         }
-        Ok(Some(outcome)) => {
+        Some(outcome) => {
             print!("{}", outcome.summary());
             println!(
                 "replay: pilot-sim run {} --seed {}",
@@ -143,9 +284,30 @@ fn search(file: PathBuf, from: u64, seeds: u64) -> ExitCode {
     }
 }
 
-fn run(file: PathBuf, seed: Option<u64>, trace: Option<PathBuf>, json: bool) -> ExitCode {
-    let outcome = Scenario::load(&file).and_then(|s| scenario::run(&s, seed));
-    let outcome = match outcome {
+/// Writes `datagrams` as pcap to `path`; the error is the line to print.
+fn write_pcap(path: &Path, datagrams: &[pilot_sim::capture::Datagram]) -> Result<(), String> {
+    let hint = "  hint: check that the directory exists and is writable";
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("error: cannot create {}: {e}\n{hint}", path.display()))?;
+    let out = pilot_sim::capture::write_pcap(std::io::BufWriter::new(file), datagrams)
+        .map_err(|e| format!("error: {}: {e}\n{hint}", path.display()))?;
+    out.into_inner()
+        .map_err(|e| format!("error: cannot write {}: {e}\n{hint}", path.display()))?;
+    Ok(())
+}
+
+fn run(
+    file: PathBuf,
+    seed: Option<u64>,
+    trace: Option<PathBuf>,
+    pcap: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let outcome = Scenario::load(&file).and_then(|s| match pcap {
+        Some(_) => scenario::run_captured(&s, seed).map(|(o, _)| o),
+        None => scenario::run(&s, seed),
+    });
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -159,6 +321,20 @@ fn run(file: PathBuf, seed: Option<u64>, trace: Option<PathBuf>, json: bool) -> 
                 path.display()
             );
             return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &pcap {
+        let captured = std::mem::take(&mut outcome.captured);
+        if let Err(e) = write_pcap(path, &captured) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        if !json {
+            println!(
+                "pcap: {} datagrams written to {}",
+                captured.len(),
+                path.display()
+            );
         }
     }
     if json {

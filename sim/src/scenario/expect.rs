@@ -207,7 +207,7 @@ pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option
 
 /// Whether some NAT box between `host` and the internet drops unsolicited inbound traffic
 /// (filtering other than endpoint-independent).
-fn filters_unsolicited(world: &World, host: &str) -> bool {
+pub(crate) fn filters_unsolicited(world: &World, host: &str) -> bool {
     let Some(mut id) = world.find(host) else {
         return false;
     };

@@ -32,7 +32,10 @@ pub use daemon::EchoResult;
 pub use exchange::SendRecord;
 pub use expect::{CheckResult, Expectation, PathKind};
 pub use mailbox::Trigger;
-pub use run::{run, run_detailed, search, Details, Outcome};
+pub use run::{
+    replay_divergence, run, run_captured, run_detailed, sample_seeds, search, search_rechecked,
+    Details, Outcome, SearchReport,
+};
 
 use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Preset};
 use crate::topology::Topology;

@@ -6,7 +6,9 @@ use super::agent::{self, Command, Reports};
 use super::client::{Op, Request};
 use super::daemon::{self, DaemonOp, DaemonRequest};
 use super::exchange::{locate, Content, SendPlan, SendRecord, Store};
-use super::expect::{observed_path, CheckResult, Evidence, Expectation, PathKind};
+use super::expect::{
+    filters_unsolicited, observed_path, CheckResult, Evidence, Expectation, PathKind,
+};
 use super::mailbox::{Trigger, Tripwire};
 use super::payload;
 use super::pubsub::SubscribePlan;
@@ -14,6 +16,8 @@ use super::services::{TaskEnd, TaskPlan};
 use super::tasks::{self, TaskOp, TaskStep};
 use super::EchoResult;
 use super::{invalid, rendezvous, HostKind, Scenario, ScenarioError};
+use crate::capture::Datagram;
+use crate::trace::diverge::{first_divergence, hash, Divergence, CONTEXT};
 use crate::trace::fmt_time;
 use crate::world::{lock, World};
 use pilot::net::MemStorage;
@@ -48,6 +52,11 @@ pub struct Outcome {
     /// The trace.
     #[serde(skip)]
     pub trace: Vec<String>,
+    /// How many datagrams the simulated network carried (one per link crossed).
+    pub datagrams: u64,
+    /// Those datagrams, when the run was asked to capture them ([`run_captured`]).
+    #[serde(skip)]
+    pub captured: Vec<Datagram>,
 }
 
 impl Outcome {
@@ -95,6 +104,7 @@ impl Outcome {
             "seed": self.seed,
             "passed": self.passed(),
             "results": self.results,
+            "datagrams": self.datagrams,
             "totals": { "passed": self.results.len() - failed, "failed": failed },
         })
     }
@@ -123,6 +133,7 @@ pub struct Details {
     paths: BTreeMap<(String, String), Option<PathKind>>,
     echoes: Vec<EchoResult>,
     sends: Vec<SendRecord>,
+    behind_filter: BTreeSet<String>,
 }
 
 impl Details {
@@ -137,6 +148,12 @@ impl Details {
     /// What the sender of the data-exchange send tagged `tag` saw, if it ended.
     pub fn send(&self, tag: &str) -> Option<&SendRecord> {
         self.sends.iter().find(|s| s.tag == tag)
+    }
+
+    /// The hosts behind a NAT box that filters unsolicited inbound traffic (what makes a
+    /// direct path `punched` rather than `direct`).
+    pub fn behind_filter(&self) -> &BTreeSet<String> {
+        &self.behind_filter
     }
 
     /// The echo tagged `tag`.
@@ -155,6 +172,24 @@ pub fn run_detailed(
     scenario: &Scenario,
     seed: Option<u64>,
 ) -> Result<(Outcome, Details), ScenarioError> {
+    play(scenario, seed, false)
+}
+
+/// Runs `scenario` like [`run_detailed`], keeping every datagram the network carried in
+/// [`Outcome::captured`] (for [`crate::capture::write_pcap`]). The run is the same run: the
+/// capture changes neither its behaviour nor its trace.
+pub fn run_captured(
+    scenario: &Scenario,
+    seed: Option<u64>,
+) -> Result<(Outcome, Details), ScenarioError> {
+    play(scenario, seed, true)
+}
+
+fn play(
+    scenario: &Scenario,
+    seed: Option<u64>,
+    capture: bool,
+) -> Result<(Outcome, Details), ScenarioError> {
     // A scenario built in code has not been through `parse`: check it the same way.
     scenario.check_hosts()?;
     scenario.check_script()?;
@@ -164,6 +199,9 @@ pub fn run_detailed(
         .topology()?
         .build()
         .map_err(|e| invalid(e.to_string(), "fix the topology"))?;
+    if capture {
+        world.capture().enable();
+    }
     let reports = Arc::new(Reports::default());
     let mut inboxes = BTreeMap::new();
     let mut storages = BTreeMap::new();
@@ -337,6 +375,12 @@ pub fn run_detailed(
     let mut details = Details {
         echoes: echoes.clone(),
         sends: sends.clone(),
+        behind_filter: scenario
+            .hosts
+            .iter()
+            .filter(|h| filters_unsolicited(&world, &h.name))
+            .map(|h| h.name.clone())
+            .collect(),
         ..Details::default()
     };
     for e in &scenario.expectations {
@@ -350,6 +394,8 @@ pub fn run_detailed(
         seed: scenario.seed,
         results,
         trace,
+        datagrams: world.capture().count(),
+        captured: world.capture().take(),
     };
     Ok((outcome, details))
 }
@@ -360,13 +406,74 @@ pub fn search(
     scenario: &Scenario,
     seeds: std::ops::Range<u64>,
 ) -> Result<Option<Outcome>, ScenarioError> {
+    search_rechecked(scenario, seeds, 0).map(|report| report.failure)
+}
+
+/// What [`search_rechecked`] found.
+#[derive(Clone, Debug, Default)]
+pub struct SearchReport {
+    /// The first run that failed.
+    pub failure: Option<Outcome>,
+    /// The seeds run twice, each with the hash of its (identical) traces, in the order run.
+    pub rechecked: Vec<(u64, u64)>,
+    /// The first seed whose two runs gave different traces, and where they part.
+    pub divergence: Option<(u64, Divergence)>,
+}
+
+/// [`search`], and a determinism check on the way: `recheck` seeds spread evenly over `seeds`,
+/// and the failing seed if there is one (its replay line must replay it), run a second time
+/// and their traces compared. Stops at the first failure or divergence.
+pub fn search_rechecked(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+    recheck: u64,
+) -> Result<SearchReport, ScenarioError> {
+    let sample = sample_seeds(seeds.clone(), recheck);
+    let mut report = SearchReport::default();
     for seed in seeds {
         let outcome = run(scenario, Some(seed))?;
-        if !outcome.passed() {
-            return Ok(Some(outcome));
+        let failed = !outcome.passed();
+        if failed || sample.contains(&seed) {
+            match replay_divergence(scenario, &outcome)? {
+                Some(d) => {
+                    report.divergence = Some((seed, d));
+                    return Ok(report);
+                }
+                None => report.rechecked.push((seed, hash(&outcome.trace))),
+            }
+        }
+        if failed {
+            report.failure = Some(outcome);
+            return Ok(report);
         }
     }
-    Ok(None)
+    Ok(report)
+}
+
+/// Runs `first`'s scenario and seed again; where the new trace parts from `first`'s, if it
+/// does.
+pub fn replay_divergence(
+    scenario: &Scenario,
+    first: &Outcome,
+) -> Result<Option<Divergence>, ScenarioError> {
+    let again = run(scenario, Some(first.seed))?;
+    if hash(&again.trace) == hash(&first.trace) {
+        return Ok(None);
+    }
+    Ok(first_divergence(&first.trace, &again.trace, CONTEXT))
+}
+
+/// `n` seeds spread evenly over `seeds`, starting with its first (all of them when `n` is at
+/// least its length).
+pub fn sample_seeds(seeds: std::ops::Range<u64>, n: u64) -> BTreeSet<u64> {
+    let len = seeds.end.saturating_sub(seeds.start);
+    if n >= len {
+        return seeds.collect();
+    }
+    // i * len / n < len for i < n, so every pick lies in the range; u128 avoids overflow.
+    (0..n)
+        .map(|i| seeds.start + (u128::from(i) * u128::from(len) / u128::from(n)) as u64)
+        .collect()
 }
 
 /// The registry address of rendezvous host `name`: its public address and registry port.
