@@ -133,3 +133,23 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
 
     assert_eq!(ctl(&a, &["deregister"])["type"], "deregister_ok");
 }
+
+#[test]
+fn a_daemon_started_with_its_primary_down_runs_on_the_standby() {
+    let servers = rendezvous_support::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens here: the primary refuses every connection.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let standby = format!("-standby-registry={}", servers.registry);
+    let a = daemon_with(dir.path(), "a", dead, servers.beacon, &[&standby]);
+    let status = ctl(&a, &["daemon", "status"]);
+    assert_eq!(status["registry"], servers.registry.to_string());
+    assert_eq!(status["registry_standby"], true);
+    let human = pilotctl(&a).args(["daemon", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("(standby"), "{text}");
+    assert!(!node_id(&a).is_empty());
+}

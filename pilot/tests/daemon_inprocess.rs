@@ -147,6 +147,32 @@ async fn fails_over_to_the_standby_registry() {
     .expect("the daemon never registered with the standby");
     let info = daemon.handle.info().await.unwrap();
     assert!(info["node_id"].as_u64().is_some());
+    assert_eq!(info["registry"], standby.registry.local_addr().to_string());
+    assert_eq!(info["registry_standby"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_on_the_standby_when_the_primary_does_not_answer() {
+    let standby = Rendezvous::start().await;
+    // An address nothing listens on: connections to it are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = standby.config();
+    config.registry = dead;
+    config.standby_registry = Some(standby.registry.local_addr());
+    let daemon = standby.daemon_with(22, config, MemStorage::new()).await;
+    let info = daemon.handle.info().await.unwrap();
+    assert_eq!(info["registry"], standby.registry.local_addr().to_string());
+    assert_eq!(info["registry_standby"], true);
+    within(standby.registry.wait_until(|r| !r.data().nodes.is_empty())).await;
+
+    // Without a standby the same start fails, naming the address that did not answer.
+    let mut alone = standby.config();
+    alone.registry = dead;
+    let err = standby.start_error(23, alone).await;
+    assert!(err.contains(&dead.to_string()), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,10 @@ pub struct InfoContext {
     pub public_key: [u8; 32],
     /// Owner e-mail.
     pub owner: String,
+    /// The registry calls go to now.
+    pub registry: String,
+    /// Whether that is a standby (the primary did not answer).
+    pub registry_standby: bool,
 }
 
 fn state_text(state: State) -> &'static str {
@@ -95,6 +99,8 @@ pub fn info_json(core: &DaemonCore, ctx: &InfoContext) -> Value {
         "identity": ctx.identity,
         "public_key": to_base64(&ctx.public_key),
         "owner": ctx.owner,
+        "registry": ctx.registry,
+        "registry_standby": ctx.registry_standby,
         "bytes_sent": counters.bytes_sent,
         "bytes_recv": counters.bytes_recv,
         "pkts_sent": counters.pkts_sent,

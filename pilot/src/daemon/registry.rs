@@ -66,6 +66,31 @@ impl<N: Network> RegistryLink<N> {
         self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()]
     }
 
+    /// Whether calls go to a standby now rather than the primary.
+    pub fn on_standby(&self) -> bool {
+        self.current.load(Ordering::Relaxed) % self.addrs.len() != 0
+    }
+
+    /// Registers with the first address that answers, primary first: a daemon starting while
+    /// its primary is down comes up on the standby. The error is the last address's.
+    pub async fn register_with_any(
+        &self,
+        who: &Registering,
+        listen_addr: &str,
+    ) -> Result<Registration, (SocketAddr, ClientError)> {
+        let mut tries = self.addrs.len();
+        loop {
+            let addr = self.current_addr();
+            match self.register(who, listen_addr).await {
+                Err(e) if transport_error(&e) && tries > 1 => {
+                    tracing::warn!(registry = %addr, error = %e, "registry unreachable; trying the standby");
+                    tries -= 1;
+                }
+                r => return r.map_err(|e| (addr, e)),
+            }
+        }
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Client<N>)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -116,13 +116,10 @@ where
         public: Arc::new(AtomicBool::new(config.public)),
     };
     let listen_addr = config.endpoint.unwrap_or(tunnel_addr).to_string();
-    let registration =
-        link.register(&who, &listen_addr)
-            .await
-            .map_err(|source| StartError::Register {
-                addr: config.registry,
-                source,
-            })?;
+    let registration = link
+        .register_with_any(&who, &listen_addr)
+        .await
+        .map_err(|(addr, source)| StartError::Register { addr, source })?;
     let node = registration.node_id;
     tracing::info!(node_id = node, address = %registration.address, tunnel = %tunnel_addr, "registered");
 
@@ -241,6 +238,8 @@ where
     let info = InfoContext {
         hostname: config.hostname.clone(),
         uptime_secs: 0,
+        registry: link.current_addr().to_string(),
+        registry_standby: link.on_standby(),
         identity: config.identity.is_some(),
         public_key: identity.public_key(),
         owner: config.owner.clone(),
@@ -448,6 +447,8 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
             }
             Request::Info(reply) => {
                 self.info.uptime_secs = now.saturating_duration_since(self.started).as_secs();
+                self.info.registry = self.link.current_addr().to_string();
+                self.info.registry_standby = self.link.on_standby();
                 if let Ok(h) = self.who.hostname.lock() {
                     self.info.hostname = h.clone();
                 }

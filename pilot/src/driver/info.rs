@@ -37,6 +37,12 @@ pub struct Info {
     pub public_key: String,
     /// The owner (e-mail) used for key rotation.
     pub owner: String,
+    /// The registry the daemon talks to now (absent from a Go daemon's Info: empty).
+    #[serde(default)]
+    pub registry: String,
+    /// Whether that registry is the standby, the primary not answering.
+    #[serde(default)]
+    pub registry_standby: bool,
     /// Tunnel bytes sent.
     pub bytes_sent: u64,
     /// Tunnel bytes received.

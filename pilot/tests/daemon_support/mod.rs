@@ -75,6 +75,22 @@ impl Rendezvous {
             .await
             .unwrap()
     }
+
+    /// Why a daemon with `config` fails to start (panics if it starts).
+    pub async fn start_error(&self, seed: u64, config: DaemonConfig) -> String {
+        match start(
+            TokioNet,
+            MemStorage::new(),
+            SystemClock,
+            seeded_rng(seed),
+            config,
+        )
+        .await
+        {
+            Ok(_) => panic!("the daemon started"),
+            Err(e) => e.to_string(),
+        }
+    }
 }
 
 /// Guards a wait so a broken build fails instead of hanging.

@@ -147,6 +147,7 @@ fn daemon_args(ctx: &Ctx, args: &Args, socket: &Path, dir: &Path) -> Vec<String>
         ("owner", "owner"),
         ("hostname", "hostname"),
         ("webhook", "webhook"),
+        ("standby-registry", "standby_registry"),
     ] {
         if let Some(v) = pick(flag, key) {
             out.push(format!("--{flag}={v}"));
@@ -433,8 +434,15 @@ pub async fn status(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
             data["uptime_secs"] = json!(info.uptime_secs);
             data["peers"] = json!(info.peers);
             data["connections"] = json!(info.connections);
+            data["registry"] = json!(info.registry);
+            data["registry_standby"] = json!(info.registry_standby);
+            let registry = match (info.registry.as_str(), info.registry_standby) {
+                ("", _) => "not reported".to_string(),
+                (r, true) => format!("{r} (standby: the primary did not answer)"),
+                (r, false) => r.to_string(),
+            };
             format!(
-                "Daemon running{} and responsive\n  address:     {}\n  uptime:      {}s\n  peers:       {}\n  connections: {}\n  socket:      {}",
+                "Daemon running{} and responsive\n  address:     {}\n  registry:    {registry}\n  uptime:      {}s\n  peers:       {}\n  connections: {}\n  socket:      {}",
                 pid.filter(|_| running).map(|p| format!(" (pid {p})")).unwrap_or_default(),
                 info.address,
                 info.uptime_secs as u64,

@@ -36,6 +36,7 @@ pub struct Spec {
 const DAEMON_START_FLAGS: &[Flag] = &[
     value("config"),
     value("registry"),
+    value("standby-registry"),
     value("beacon"),
     value("listen"),
     value("socket"),
@@ -54,9 +55,9 @@ const DAEMON_START_FLAGS: &[Flag] = &[
 pub const COMMANDS: &[Spec] = &[
     Spec { name: "init", args: &["[--registry addr]", "[--beacon addr]", "[--hostname name]", "[--socket path]"], description: "Write the settings daemon start uses into $HOME/.pilot/config.json", returns: "config_path, registry, beacon, socket, hostname", flags: &[value("registry"), value("beacon"), value("hostname"), value("socket")] },
     Spec { name: "config", args: &["[--set key=value]"], description: "Show the settings, or set one (registry, beacon, socket, hostname, webhook, owner)", returns: "set: key, value; show: the settings, config_path, pid_file, log_file", flags: &[value("set")] },
-    Spec { name: "daemon start", args: &["[--registry addr]", "[--beacon addr]", "[--listen addr]", "[--socket path]", "[--identity path]", "[--owner email]", "[--hostname name]", "[--log-level level]", "[--log-format text|json]", "[--public]", "[--no-encrypt]", "[--webhook url]", "[--config path]", "[--foreground]"], description: "Start the daemon in the background and wait until it answers", returns: "pid, node_id, address, hostname, socket, log_file", flags: DAEMON_START_FLAGS },
+    Spec { name: "daemon start", args: &["[--registry addr]", "[--standby-registry addr]", "[--beacon addr]", "[--listen addr]", "[--socket path]", "[--identity path]", "[--owner email]", "[--hostname name]", "[--log-level level]", "[--log-format text|json]", "[--public]", "[--no-encrypt]", "[--webhook url]", "[--config path]", "[--foreground]"], description: "Start the daemon in the background and wait until it answers", returns: "pid, node_id, address, hostname, socket, log_file", flags: DAEMON_START_FLAGS },
     Spec { name: "daemon stop", args: &[], description: "Stop the daemon started by pilotctl (SIGTERM, then SIGKILL after 10s)", returns: "pid, forced (if killed)", flags: &[] },
-    Spec { name: "daemon status", args: &["[--check]"], description: "Whether the daemon runs and answers; --check: exit 0 if it answers, else 1, silently", returns: "running, responsive, pid, pid_file, socket [, node_id, address, hostname, uptime_secs, peers, connections]", flags: &[switch("check")] },
+    Spec { name: "daemon status", args: &["[--check]"], description: "Whether the daemon runs and answers; --check: exit 0 if it answers, else 1, silently", returns: "running, responsive, pid, pid_file, socket [, node_id, address, hostname, uptime_secs, peers, connections, registry, registry_standby]", flags: &[switch("check")] },
     Spec { name: "info", args: &[], description: "The daemon's status: address, peers, connections, traffic", returns: "the daemon's Info JSON", flags: &[] },
     Spec { name: "peers", args: &["[--search query]"], description: "Tunnel peers (search: substring of node ID or endpoint)", returns: "peers, total", flags: &[value("search")] },
     Spec { name: "connections", args: &[], description: "Open connections with transport statistics", returns: "connections, total", flags: &[] },

@@ -12,7 +12,13 @@ use std::time::Duration;
 
 /// Keys pilotctl and `daemon start` read; `config --set` takes only these.
 const KEYS: &[&str] = &[
-    "registry", "beacon", "socket", "hostname", "webhook", "owner",
+    "registry",
+    "standby_registry",
+    "beacon",
+    "socket",
+    "hostname",
+    "webhook",
+    "owner",
 ];
 /// How long a direct registry request may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,7 +27,7 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 fn check(key: &str, value: &str) -> Result<(), CliError> {
     let bad = |why: String| CliError::new(Code::InvalidArgument, format!("{key}: {why}"));
     match key {
-        "registry" | "beacon" if !is_host_port(value) => {
+        "registry" | "standby_registry" | "beacon" if !is_host_port(value) => {
             Err(bad(format!("{value:?} is not host:port")).hint(format!(
                 "for example: pilotctl config --set {key}=127.0.0.1:9000"
             )))
