@@ -5,4 +5,5 @@ pub mod addr;
 pub mod cli;
 pub mod logging;
 pub mod pilotctl;
+pub mod pipe;
 pub mod rendezvous;

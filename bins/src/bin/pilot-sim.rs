@@ -101,6 +101,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pilot_bins::pipe::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
