@@ -36,6 +36,7 @@ const FLAGS: &[&str] = &[
     "owner",
     "keepalive",
     "idle-timeout",
+    "peer-idle-expiry",
     "syn-rate-limit",
     "max-conns-per-port",
     "max-conns-total",
@@ -100,6 +101,9 @@ struct Args {
     /// Idle connection timeout.
     #[arg(long, default_value = "120s")]
     idle_timeout: String,
+    /// Forget a tunnel peer after this long without data (set up again on demand).
+    #[arg(long, default_value = "10m")]
+    peer_idle_expiry: String,
     /// SYNs per second in all.
     #[arg(long, default_value_t = 100)]
     syn_rate_limit: u32,
@@ -195,6 +199,11 @@ async fn run(args: Args) -> Result<(), String> {
     config.owner = args.owner.clone();
     config.keepalive = duration("keepalive", &args.keepalive, Duration::from_secs(30))?;
     config.idle_timeout = duration("idle-timeout", &args.idle_timeout, Duration::from_secs(120))?;
+    config.peer_idle_expiry = duration(
+        "peer-idle-expiry",
+        &args.peer_idle_expiry,
+        Duration::from_secs(600),
+    )?;
     config.time_wait = duration("time-wait", &args.time_wait, Duration::from_secs(10))?;
     config.syn_rate_limit = if args.syn_rate_limit == 0 {
         100

@@ -35,6 +35,9 @@ pub struct DaemonConfig {
     pub keepalive: Duration,
     /// Idle connection timeout (`-idle-timeout`).
     pub idle_timeout: Duration,
+    /// A tunnel peer with no data either way for this long is forgotten, and set up again by
+    /// the next packet (`-peer-idle-expiry`; ours: the reference keeps peers for ever).
+    pub peer_idle_expiry: Duration,
     /// SYNs per second in all (`-syn-rate-limit`).
     pub syn_rate_limit: u32,
     /// Live inbound connections per port (`-max-conns-per-port`).
@@ -77,6 +80,7 @@ impl DaemonConfig {
             identity: None,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            peer_idle_expiry: crate::tunnel::Timing::default().peer_idle_expiry,
             syn_rate_limit: 100,
             max_conns_per_port: 1024,
             max_conns_total: 4096,

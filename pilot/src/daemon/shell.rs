@@ -140,6 +140,10 @@ where
         beacon: config.beacon,
         encryption: config.encrypt,
         accept_plaintext_before_key: config.accept_plaintext,
+        timing: crate::tunnel::Timing {
+            peer_idle_expiry: config.peer_idle_expiry,
+            ..Default::default()
+        },
         ..TunnelConfig::default()
     };
     let keys = LocalKeys::generate(identity.clone(), &mut rng);

@@ -71,6 +71,9 @@ pub struct Timing {
     pub lookup_retry: Duration,
     /// Packets waiting for a key are dropped after this.
     pub pending_ttl: Duration,
+    /// A peer with no data sent or received for this long is forgotten (keys, path, its NAT
+    /// mapping long gone); the next packet either way sets it up again.
+    pub peer_idle_expiry: Duration,
 }
 
 impl Default for Timing {
@@ -90,6 +93,7 @@ impl Default for Timing {
             registry_negative_ttl: Duration::from_secs(30),
             lookup_retry: Duration::from_secs(5),
             pending_ttl: Duration::from_secs(30),
+            peer_idle_expiry: Duration::from_secs(600),
         }
     }
 }

@@ -375,6 +375,22 @@ impl Tunnel {
         for node in due {
             self.run_peer_timers(now, node);
         }
+        self.expire_idle_peers(now);
+    }
+
+    /// Forgets peers idle for `peer_idle_expiry` with nothing queued for them.
+    fn expire_idle_peers(&mut self, now: Instant) {
+        let timing = &self.config.timing;
+        let idle: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.pending.is_empty() && p.path.idle_deadline(timing) <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for node in idle {
+            self.peers.remove(&node);
+            self.events.push_back(TunnelEvent::PeerExpired { node });
+        }
     }
 
     /// The next instant [`Tunnel::handle_timeout`] has something to do.
@@ -384,6 +400,7 @@ impl Tunnel {
             [
                 p.path.poll_timeout(timing),
                 p.pending.next_expiry(timing.pending_ttl),
+                Some(p.path.idle_deadline(timing)),
             ]
         });
         let punched = self.punched.front().map(|(t, _)| *t + PUNCH_MEMORY);

@@ -33,6 +33,11 @@ pub enum TunnelEvent {
         /// The peer.
         node: u32,
     },
+    /// A peer idle for `peer_idle_expiry` was forgotten; sending to it needs a resolve again.
+    PeerExpired {
+        /// The peer.
+        node: u32,
+    },
 }
 
 /// A packet from a peer, for the router.

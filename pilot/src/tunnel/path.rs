@@ -65,6 +65,8 @@ pub struct PeerPath {
     last_direct_tx: Option<Instant>,
     /// Last data sent or received: keepalives run only while this is recent.
     last_activity: Option<Instant>,
+    /// When the peer was added (idle expiry counts from here until data flows).
+    created: Instant,
     /// First data sent since the last authenticated frame received.
     unanswered_since: Option<Instant>,
     /// When to re-send our key exchange if the silence goes on.
@@ -84,6 +86,7 @@ impl PeerPath {
             last_rx: None,
             last_direct_tx: None,
             last_activity: None,
+            created: now,
             unanswered_since: None,
             silence_next: None,
             silence_backoff: timing.silence_rekey,
@@ -240,6 +243,11 @@ impl PeerPath {
     /// We sent a datagram straight to the direct endpoint.
     pub fn on_direct_sent(&mut self, now: Instant) {
         self.last_direct_tx = Some(now);
+    }
+
+    /// When the peer has been idle (no data either way) for `peer_idle_expiry`.
+    pub fn idle_deadline(&self, timing: &Timing) -> Instant {
+        self.last_activity.unwrap_or(self.created) + timing.peer_idle_expiry
     }
 
     fn keepalive_due(&self, timing: &Timing) -> Option<Instant> {

@@ -281,6 +281,12 @@ impl DaemonCore {
             }
             TunnelEvent::PeerKeyed { node } => tracing::debug!(node, "peer keyed"),
             TunnelEvent::PeerRekeyed { node } => tracing::info!(node, "peer restarted; rekeyed"),
+            TunnelEvent::PeerExpired { node } => {
+                tracing::info!(
+                    node,
+                    "idle peer forgotten; the next packet sets it up again"
+                )
+            }
         }
     }
 }

@@ -801,3 +801,49 @@ proptest::proptest! {
         proptest::prop_assert!(to_1.contains(&b"pong".to_vec()), "{:?}", troubles);
     }
 }
+
+#[test]
+fn an_idle_peer_is_forgotten_and_the_next_packet_sets_it_up_again() {
+    // Open hosts: no NAT mapping lapses while idle, so only the tunnel's own state is tested.
+    let mut net = Net::new(21, &[NatKind::Open, NatKind::Open], true);
+    let expiry = Timing::default().peer_idle_expiry;
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.inbox(2), [msg(b"hello", 1, false)]);
+    // Data within the bound keeps the peer, however long the tunnel lives.
+    net.run_for(expiry - Duration::from_secs(60));
+    net.send(1, 2, b"still here").unwrap();
+    net.run_for(expiry - Duration::from_secs(60));
+    assert_eq!(net.inbox(2), [msg(b"still here", 1, false)]);
+    assert!(net.hosts[0].tunnel.is_keyed(2));
+    // Then idle past the bound: both sides forget each other and say so.
+    net.run_for(Duration::from_secs(120));
+    assert_eq!(net.hosts[0].tunnel.peers().count(), 0);
+    assert_eq!(net.hosts[1].tunnel.peers().count(), 0);
+    for (h, peer) in [(0, 2), (1, 1)] {
+        assert!(net.hosts[h]
+            .events
+            .contains(&TunnelEvent::PeerExpired { node: peer }));
+    }
+    // On demand: the next packet resolves, keys and punches again, and arrives.
+    let pilas = net.pilas_sent();
+    net.send(1, 2, b"back again").unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.inbox(2), [msg(b"back again", 1, false)]);
+    assert!(net.pilas_sent() > pilas, "a fresh key exchange");
+    assert!(net.hosts[0].tunnel.is_keyed(2) && net.hosts[1].tunnel.is_keyed(1));
+}
+
+#[test]
+fn a_peer_with_packets_waiting_for_its_key_is_not_expired() {
+    let mut net = Net::new(22, &[NatKind::Open, NatKind::Open], false);
+    // Nothing gets through: the packet waits for a key the peer never sends.
+    net.direct_blocked = true;
+    net.send(1, 2, b"waiting").unwrap();
+    let expiry = Timing::default().peer_idle_expiry;
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.hosts[0].tunnel.peers().count(), 1);
+    // Once the queue has expired (pending_ttl) the idle bound applies.
+    net.run_for(expiry + Duration::from_secs(60));
+    assert_eq!(net.hosts[0].tunnel.peers().count(), 0);
+}
