@@ -37,6 +37,8 @@ pub(crate) struct Spec {
     pub standby: Option<SocketAddr>,
     /// Heartbeat interval, if not the default.
     pub keepalive: Option<Duration>,
+    /// Tunnel peer idle expiry, if not the default.
+    pub peer_idle_expiry: Option<Duration>,
     /// Resolvable by anyone.
     pub public: bool,
     /// Identity and trust, kept across restarts.
@@ -123,6 +125,9 @@ pub(crate) async fn run(
     config.standby_registry = spec.standby;
     if let Some(k) = spec.keepalive {
         config.keepalive = k;
+    }
+    if let Some(e) = spec.peer_idle_expiry {
+        config.peer_idle_expiry = e;
     }
     config.public = spec.public;
     config.identity = Some("identity.json".to_string());

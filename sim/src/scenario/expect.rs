@@ -88,6 +88,14 @@ pub enum Expectation {
         /// `direct`, `punched` or `relayed`.
         path: PathKind,
     },
+    /// Daemon `host`'s tunnel holds nothing for `peer` when the run ends (never contacted, or
+    /// forgotten after `peer_idle_expiry` without data).
+    NoPeer {
+        /// The daemon host.
+        host: String,
+        /// The peer daemon host.
+        peer: String,
+    },
     /// The echo exchange `tag` completed (every byte came back unaltered).
     Echoed {
         /// The exchange.
@@ -300,6 +308,7 @@ impl Expectation {
             Expectation::SameState { .. } => "same-state",
             Expectation::Path { .. } => "path",
             Expectation::Echoed { .. } => "echoed",
+            Expectation::NoPeer { .. } => "no-peer",
             Expectation::Delivered { .. } => "delivered",
             Expectation::NotDelivered { .. } => "not-delivered",
             Expectation::Acked { .. } => "acked",
@@ -346,7 +355,9 @@ impl Expectation {
     /// Hosts that must run a daemon.
     pub(super) fn daemons(&self) -> Vec<&str> {
         match self {
-            Expectation::Path { host, peer, .. } => vec![host, peer],
+            Expectation::Path { host, peer, .. } | Expectation::NoPeer { host, peer } => {
+                vec![host, peer]
+            }
             Expectation::AckedKept { to: Some(to) } => vec![to],
             Expectation::TaskStatus { host, .. } => vec![host],
             _ => vec![],
@@ -374,6 +385,7 @@ impl Expectation {
             | Expectation::Reply { .. }
             | Expectation::SameState { .. }
             | Expectation::Path { .. }
+            | Expectation::NoPeer { .. }
             | Expectation::Echoed { .. }
             | Expectation::Delivered { .. }
             | Expectation::NotDelivered { .. }
@@ -590,6 +602,24 @@ impl Expectation {
                     match seen {
                         Some(p) => format!("{p}"),
                         None => "no route".to_string(),
+                    },
+                )
+            }
+            Expectation::NoPeer { host, peer } => {
+                let held = ev.node_ids.get(peer).is_some_and(|id| {
+                    ev.daemon_info.get(host).is_some_and(|info| {
+                        info["peer_list"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|p| p["node_id"] == *id))
+                    })
+                });
+                (
+                    format!("{host} holds no tunnel state for {peer}"),
+                    !held && ev.daemon_info.contains_key(host),
+                    match (held, ev.daemon_info.contains_key(host)) {
+                        (_, false) => format!("{host} was not running at the end"),
+                        (true, _) => format!("{host} still holds {peer} as a tunnel peer"),
+                        (false, _) => "no such peer".to_string(),
                     },
                 )
             }

@@ -146,6 +146,9 @@ pub struct HostSpec {
     /// Daemon hosts: heartbeat interval (`-keepalive`, default 30 s); three missed heartbeats
     /// make the daemon register again, against the standby if the primary is gone.
     pub keepalive: Option<Dur>,
+    /// Daemon hosts: forget a tunnel peer after this long without data (`-peer-idle-expiry`,
+    /// default 10 min); the next packet sets it up again.
+    pub peer_idle_expiry: Option<Dur>,
     /// Daemon hosts: data exchange on port 1001 (default `true`), storing into a mailbox
     /// that survives crashes.
     pub dataexchange: Option<bool>,
@@ -214,6 +217,7 @@ impl HostSpec {
             ("public", self.public.is_some()),
             ("standby_registry", self.standby_registry.is_some()),
             ("keepalive", self.keepalive.is_some()),
+            ("peer_idle_expiry", self.peer_idle_expiry.is_some()),
             ("dataexchange", self.dataexchange.is_some()),
             ("mailbox_capacity", self.mailbox_capacity.is_some()),
         ];

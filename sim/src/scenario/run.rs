@@ -244,6 +244,7 @@ fn play(
                 registry,
                 beacon: SocketAddr::new(registry.ip(), beacon_port),
                 keepalive: host.keepalive.map(|k| k.0),
+                peer_idle_expiry: host.peer_idle_expiry.map(|e| e.0),
                 standby: host
                     .standby_registry
                     .as_deref()
@@ -681,7 +682,7 @@ impl Player {
             if let Expectation::SameState { hosts: h } = e {
                 hosts.extend(h.iter().cloned());
             }
-            if let Expectation::Path { host, .. } = e {
+            if let Expectation::Path { host, .. } | Expectation::NoPeer { host, .. } = e {
                 hosts.insert(host.clone());
             }
         }
