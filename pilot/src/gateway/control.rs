@@ -115,11 +115,7 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Reply {
             pilot_addr,
             local_ip,
         } => map(gateway, &pilot_addr, local_ip.as_deref()).await,
-        Request::Unmap { local_ip } => super::mapping::parse_ip(&local_ip)
-            .map_err(GatewayError::from)
-            .and_then(|ip| gateway.unmap(ip))
-            .map(|m| json!({"unmapped": m.local_ip.to_string(), "pilot_addr": m.pilot_addr.to_string()}))
-            .map_err(Failure::from),
+        Request::Unmap { local_ip } => unmap(gateway, &local_ip).await,
         Request::List => {
             let all: Vec<Value> = gateway.list().iter().map(mapped_json).collect();
             Ok(json!({"total": all.len(), "mappings": all}))
@@ -129,6 +125,13 @@ pub async fn handle(gateway: &Gateway, request: Request) -> Reply {
         Ok(data) => Reply::Ok(data),
         Err(failure) => Reply::Error(failure),
     }
+}
+
+async fn unmap(gateway: &Gateway, local_ip: &str) -> Result<Value, Failure> {
+    let ip =
+        super::mapping::parse_ip(local_ip).map_err(|e| Failure::from(GatewayError::from(e)))?;
+    let m = gateway.unmap(ip).await.map_err(Failure::from)?;
+    Ok(json!({"unmapped": m.local_ip.to_string(), "pilot_addr": m.pilot_addr.to_string()}))
 }
 
 async fn map(

@@ -26,7 +26,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 /// The ports the reference gateway proxies by default.
 pub const DEFAULT_PORTS: [u16; 8] = [80, 443, 1000, 1001, 1002, 7, 8080, 8443];
@@ -99,12 +99,22 @@ pub struct Mapped {
 struct Proxies {
     ports: Vec<u16>,
     skipped: Vec<Skipped>,
-    accept_loops: Vec<AbortHandle>,
+    accept_loops: Vec<JoinHandle<()>>,
+}
+
+impl Proxies {
+    /// Stops accepting and waits until the listeners are closed, so the address refuses
+    /// connections once this returns. Connections already proxied run to their end.
+    async fn stop(mut self) {
+        for task in std::mem::take(&mut self.accept_loops) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for Proxies {
     fn drop(&mut self) {
-        // Stops accepting (the listener closes); connections already proxied run to their end.
         for task in &self.accept_loops {
             task.abort();
         }
@@ -243,7 +253,7 @@ impl Gateway {
             .map(|(port, listener)| {
                 let driver = self.driver.clone();
                 let addr = mapping.pilot_addr;
-                tokio::spawn(accept_loop(listener, driver, addr, port)).abort_handle()
+                tokio::spawn(accept_loop(listener, driver, addr, port))
             })
             .collect();
         Ok(Proxies {
@@ -253,11 +263,17 @@ impl Gateway {
         })
     }
 
-    /// Removes the mapping of `ip` and stops listening on it.
-    pub fn unmap(&self, ip: Ipv4Addr) -> Result<Mapping, GatewayError> {
-        let mut state = self.state();
-        let mapping = state.table.unmap(ip)?;
-        state.proxies.remove(&ip);
+    /// Removes the mapping of `ip` and stops listening on it; once this returns the address
+    /// refuses connections.
+    pub async fn unmap(&self, ip: Ipv4Addr) -> Result<Mapping, GatewayError> {
+        let (mapping, proxies) = {
+            let mut state = self.state();
+            let mapping = state.table.unmap(ip)?;
+            (mapping, state.proxies.remove(&ip))
+        };
+        if let Some(proxies) = proxies {
+            proxies.stop().await;
+        }
         tracing::info!(local_ip = %ip, pilot_addr = %mapping.pilot_addr, "gateway: unmapped");
         Ok(mapping)
     }
