@@ -19,6 +19,7 @@ pub mod beacon;
 pub mod crypto;
 pub mod daemon;
 pub mod driver;
+pub mod gateway;
 pub mod ipc;
 pub mod net;
 pub mod registry;

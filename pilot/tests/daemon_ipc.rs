@@ -156,6 +156,40 @@ async fn reference_clients_errors_ownership_and_oversized_frames() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_closes_a_connection_of_another_client() {
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, path) = serve(&rv, dir.path()).await;
+    make_trust(&a.handle, &b.handle).await;
+    let mut owner = Raw::connect(&path).await;
+    owner
+        .command(&Command::Dial {
+            addr: b.handle.address(),
+            port: 7,
+        })
+        .await;
+    let conn = match owner.next().await.unwrap() {
+        Event::DialOk { conn } => conn,
+        other => panic!("{other:?}"),
+    };
+    let mut operator = Raw::connect(&path).await;
+    operator.command(&Command::Disconnect { conn }).await;
+    assert_eq!(operator.next().await, Some(Event::DisconnectOk { conn }));
+    // The owner is told its connection ended.
+    assert_eq!(owner.next().await, Some(Event::CloseOk { conn }));
+
+    operator
+        .command(&Command::Disconnect { conn: 999_999 })
+        .await;
+    assert_eq!(
+        operator.error().await,
+        "disconnect: connection 999999 not found"
+    );
+    operator.send_bytes(&[0, 0, 0, 3, 0x26, 0, 1]).await;
+    assert_eq!(operator.error().await, "disconnect: missing conn_id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_gets_extensions_and_large_writes_flow() {
     let rv = Rendezvous::start().await;
     let dir = tempfile::tempdir().unwrap();

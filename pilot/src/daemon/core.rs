@@ -318,6 +318,25 @@ impl DaemonCore {
         self.finish_close(now, id);
     }
 
+    /// Closes connection `conn` whichever client owns it (an operator's `pilotctl disconnect`;
+    /// the socket is the user's own, mode 0600).
+    pub fn disconnect(&mut self, now: Instant, conn: u32) -> Result<(), String> {
+        let id = ConnectionId(conn);
+        let owned = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| format!("connection {conn} not found"))?;
+        owned.close_requested = true;
+        // The owner did not ask: tell it now that its stream has ended.
+        let told = std::mem::replace(&mut owned.end_sent, true);
+        let owner = owned.owner;
+        if !told {
+            self.push_event(owner, ClientEvent::Closed { conn });
+        }
+        self.finish_close(now, id);
+        Ok(())
+    }
+
     fn finish_close(&mut self, now: Instant, id: ConnectionId) {
         let pending = self.conns.get(&id).is_some_and(|o| o.writes.queued() > 0);
         if pending {

@@ -54,6 +54,10 @@ pub(crate) enum Request {
         port: u16,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    Disconnect {
+        conn: u32,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Dial {
         client: ClientId,
         addr: Addr,
@@ -155,6 +159,13 @@ impl DaemonHandle {
     /// This node's virtual address.
     pub fn address(&self) -> Addr {
         Addr::backbone(self.node_id)
+    }
+
+    /// Closes connection `conn`, whichever client owns it.
+    pub async fn disconnect(&self, conn: u32) -> Result<(), String> {
+        self.ask(|reply| Request::Disconnect { conn, reply })
+            .await
+            .unwrap_or_else(|| Err(STOPPED.into()))
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {

@@ -333,6 +333,15 @@ impl State {
                     })
                 })
             }
+            Command::Disconnect { conn } => {
+                let handle = self.handle.clone();
+                Box::pin(async move {
+                    Some(match handle.disconnect(conn).await {
+                        Ok(()) => Event::DisconnectOk { conn },
+                        Err(e) => Event::error(format!("disconnect: {e}")),
+                    })
+                })
+            }
             Command::Dial { addr, port } => {
                 let rx = session.dial_later(addr, port);
                 Box::pin(async move {

@@ -416,6 +416,9 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
             } => {
                 let _ = reply.send(self.core.unbind(now, client, port));
             }
+            Request::Disconnect { conn, reply } => {
+                let _ = reply.send(self.core.disconnect(now, conn));
+            }
             Request::Dial {
                 client,
                 addr,

@@ -319,9 +319,10 @@ impl Shared {
                     }
                 }
             }
-            event @ (Event::UnbindOk { .. } | Event::Json { .. }) => {
+            event @ (Event::UnbindOk { .. } | Event::DisconnectOk { .. } | Event::Json { .. }) => {
                 let code = match &event {
                     Event::Json { code, .. } => *code,
+                    Event::DisconnectOk { .. } => code::DISCONNECT_OK,
                     _ => code::UNBIND_OK,
                 };
                 if let Some(pending) = state.pending.take_for(code) {

@@ -45,6 +45,24 @@ impl Driver {
             .await
     }
 
+    /// Closes connection `conn` of the daemon, whichever client owns it (our daemon's
+    /// extension; a reference daemon answers `unknown command: 0x26`).
+    pub async fn disconnect(&self, conn: u32) -> Result<()> {
+        let cmd = Command::Disconnect { conn };
+        match self
+            .inner
+            .shared
+            .request(&cmd, code::DISCONNECT_OK, "disconnect")
+            .await?
+        {
+            Reply::Event(Event::DisconnectOk { .. }) => Ok(()),
+            _ => Err(DriverError::Malformed {
+                op: "disconnect",
+                detail: "unexpected reply type".into(),
+            }),
+        }
+    }
+
     /// The daemon's status.
     pub async fn info(&self) -> Result<Info> {
         self.typed(Command::Info, code::INFO_OK, "info").await

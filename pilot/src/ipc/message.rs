@@ -47,6 +47,8 @@ pub mod code {
     pub const SEND_CREDIT: u8 = 0x23;
     pub const UNBIND: u8 = 0x24;
     pub const UNBIND_OK: u8 = 0x25;
+    pub const DISCONNECT: u8 = 0x26;
+    pub const DISCONNECT_OK: u8 = 0x27;
 }
 
 /// The only error code the protocol uses.
@@ -152,6 +154,12 @@ pub enum Command {
     Unbind {
         /// The port.
         port: u16,
+    },
+    /// Extension: close any connection of the daemon, whichever client owns it (`Close` only
+    /// closes the sender's own).
+    Disconnect {
+        /// Connection ID.
+        conn: u32,
     },
 }
 
@@ -320,6 +328,10 @@ impl Command {
                 require(p, 2, "unbind: missing port")?;
                 Command::Unbind { port: be16(p) }
             }
+            code::DISCONNECT => {
+                require(p, 4, "disconnect: missing conn_id")?;
+                Command::Disconnect { conn: be32(p) }
+            }
             other => return Err(RequestError::UnknownCommand(other)),
         })
     }
@@ -392,6 +404,10 @@ impl Command {
                 out.push(code::UNBIND);
                 out.extend_from_slice(&port.to_be_bytes());
             }
+            Command::Disconnect { conn } => {
+                out.push(code::DISCONNECT);
+                out.extend_from_slice(&conn.to_be_bytes());
+            }
         }
     }
 }
@@ -461,6 +477,11 @@ pub enum Event {
     UnbindOk {
         /// The port.
         port: u16,
+    },
+    /// Extension: the connection is closing (reply to Disconnect).
+    DisconnectOk {
+        /// Connection ID.
+        conn: u32,
     },
     /// A JSON reply to Info, Handshake, ResolveHostname, SetHostname, SetVisibility,
     /// Deregister, SetTags, SetWebhook, SetTaskExec or Hello; `code` says which.
@@ -566,6 +587,10 @@ impl Event {
                 need(2)?;
                 Event::UnbindOk { port: be16(p) }
             }
+            code::DISCONNECT_OK => {
+                need(4)?;
+                Event::DisconnectOk { conn: be32(p) }
+            }
             op if is_json_reply(op) => Event::Json {
                 code: op,
                 json: p.to_vec(),
@@ -631,6 +656,10 @@ impl Event {
             Event::UnbindOk { port } => {
                 out.push(code::UNBIND_OK);
                 out.extend_from_slice(&port.to_be_bytes());
+            }
+            Event::DisconnectOk { conn } => {
+                out.push(code::DISCONNECT_OK);
+                out.extend_from_slice(&conn.to_be_bytes());
             }
             Event::Json { code: c, json } => {
                 out.push(*c);
@@ -700,6 +729,7 @@ mod tests {
                 bytes: 65536,
             },
             Command::Unbind { port: 7 },
+            Command::Disconnect { conn: 9 },
         ] {
             round_trip_command(cmd);
         }
@@ -707,7 +737,8 @@ mod tests {
 
     #[test]
     fn reference_error_texts() {
-        let cases: [(&[u8], &str); 10] = [
+        let cases: [(&[u8], &str); 11] = [
+            (&[0x26, 0, 0, 1], "disconnect: missing conn_id"),
             (&[0x01, 0x00], "bind: missing port"),
             (&[0x03, 0, 0, 0, 0, 0, 1, 0], "dial: missing address/port"),
             (&[0x08, 0, 0], "close: missing conn_id"),
@@ -745,6 +776,7 @@ mod tests {
                 data: b"data".to_vec(),
             },
             Event::CloseOk { conn: 3 },
+            Event::DisconnectOk { conn: 3 },
             Event::error("port 7 already bound"),
             Event::RecvFrom {
                 src: remote,

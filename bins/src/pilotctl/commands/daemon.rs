@@ -42,7 +42,7 @@ fn paths(ctx: &Ctx) -> Result<Paths, CliError> {
 }
 
 /// The PID in the PID file, if it holds one.
-fn read_pid(pid_file: &Path) -> Option<i32> {
+pub(super) fn read_pid(pid_file: &Path) -> Option<i32> {
     std::fs::read_to_string(pid_file)
         .ok()?
         .trim()
@@ -52,7 +52,7 @@ fn read_pid(pid_file: &Path) -> Option<i32> {
 }
 
 /// Whether a process runs with this PID (a zombie does not count).
-fn alive(pid: i32) -> bool {
+pub(super) fn alive(pid: i32) -> bool {
     let Some(p) = Pid::from_raw(pid) else {
         return false;
     };
@@ -298,7 +298,7 @@ pub async fn start(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     ))
 }
 
-fn write_pid_file(pid_file: &Path, pid: u32) -> Result<(), CliError> {
+pub(super) fn write_pid_file(pid_file: &Path, pid: u32) -> Result<(), CliError> {
     std::fs::OpenOptions::new()
         .create(true)
         .write(true)

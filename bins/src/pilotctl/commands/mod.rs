@@ -4,10 +4,13 @@
 mod broadcast;
 mod context;
 mod daemon;
+mod disconnect;
+mod gateway;
 mod messages;
 mod names;
 mod probe;
 mod pubsub;
+mod registry;
 mod setup;
 mod status;
 mod stream;
@@ -101,6 +104,14 @@ pub const COMMANDS: &[Spec] = &[
     Spec { name: "task queue", args: &[], description: "Accepted tasks waiting for execution, first accepted first", returns: "queue[task_id, description, from, created_at], count", flags: &[] },
     Spec { name: "enable-tasks", args: &[], description: "Advertise in the registry that this node executes tasks", returns: "type, node_id, task_exec", flags: &[] },
     Spec { name: "disable-tasks", args: &[], description: "Stop advertising task execution", returns: "type, node_id, task_exec", flags: &[] },
+    Spec { name: "register", args: &["[listen_addr]", "[--identity path]"], description: "Register this node's key with the registry directly, signed with its identity file (created if missing)", returns: "the registry's register reply: type, node_id, address, public_key, network_id", flags: &[value("identity")] },
+    Spec { name: "rotate-key", args: &["<node_id>", "[owner]", "[--identity path]"], description: "Give the node a new key, signed with its current one; the identity file is replaced once the registry accepts", returns: "the registry's rotate_key reply: type, node_id, address, public_key", flags: &[value("identity")] },
+    Spec { name: "disconnect", args: &["<conn_id>"], description: "Close one of the daemon's connections (IDs as connections lists them)", returns: "conn_id", flags: &[] },
+    Spec { name: "gateway start", args: &["[--subnet 10.4.0.0/16]", "[--ports 80,443,1000,1001,1002,7,8080,8443]", "[<pilot-addr>...]"], description: "Run the IP gateway in the foreground: TCP to a mapped local IP goes to the same port of its pilot address", returns: "pid, subnet, ports, mappings[local_ip, pilot_addr, ports, skipped]", flags: &[value("subnet"), value("ports")] },
+    Spec { name: "gateway stop", args: &[], description: "Stop the running gateway", returns: "pid, forced (if killed)", flags: &[] },
+    Spec { name: "gateway map", args: &["<pilot-addr>", "[local-ip]"], description: "Map a pilot address to a local IP (the next free one if not given) in the running gateway", returns: "local_ip, pilot_addr, ports, skipped", flags: &[] },
+    Spec { name: "gateway unmap", args: &["<local-ip>"], description: "Remove a mapping from the running gateway", returns: "unmapped, pilot_addr", flags: &[] },
+    Spec { name: "gateway list", args: &[], description: "The running gateway's mappings", returns: "mappings[local_ip, pilot_addr, ports, skipped], total", flags: &[] },
     Spec { name: "context", args: &[], description: "Every command with its arguments and output, error codes, environment", returns: "version, commands, error_codes, global_flags, environment, config_file", flags: &[] },
 ];
 
@@ -134,6 +145,18 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
                 .hint(
                     "usage: pilotctl task submit|accept|decline|execute|send-results|list|queue",
                 )),
+            },
+            Some("gateway") => match args.get(1).map(String::as_str) {
+                Some(sub @ ("start" | "stop" | "map" | "unmap" | "list")) => {
+                    (format!("gateway {sub}"), &args[2..])
+                }
+                _ => {
+                    return Err(CliError::usage(
+                        "gateway",
+                        "'gateway' needs start, stop, map, unmap or list",
+                    )
+                    .hint("usage: pilotctl gateway start|stop|map|unmap|list"))
+                }
             },
             Some(name) => (name.to_string(), &args[1..]),
             None => return Err(unknown("")),
@@ -189,6 +212,14 @@ pub async fn dispatch(ctx: &Ctx, args: &[String]) -> Result<Success, CliError> {
         "task queue" => tasks::queue_cmd(ctx, &args).await,
         "enable-tasks" => tasks::set_task_exec(ctx, &args, true).await,
         "disable-tasks" => tasks::set_task_exec(ctx, &args, false).await,
+        "register" => registry::register(ctx, &args).await,
+        "rotate-key" => registry::rotate_key(ctx, &args).await,
+        "disconnect" => disconnect::disconnect(ctx, &args).await,
+        "gateway start" => gateway::start(ctx, &args).await,
+        "gateway stop" => gateway::stop(ctx, &args).await,
+        "gateway map" => gateway::map(ctx, &args).await,
+        "gateway unmap" => gateway::unmap(ctx, &args).await,
+        "gateway list" => gateway::list(ctx, &args).await,
         "context" => context::context(&args),
         other => Err(CliError::new(
             Code::Internal,
