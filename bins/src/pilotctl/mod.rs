@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod output;
 pub mod parser;
+pub mod progress;
 pub mod target;
 
 use output::{print_error, print_success, CliError, Code};
@@ -90,6 +91,17 @@ impl Ctx {
                 format!("the daemon on {} does not answer", socket.display()),
             )
             .hint("check the daemon's log, or restart it: pilotctl daemon stop; pilotctl daemon start")),
+        }
+    }
+
+    /// Prints a line of a command's running output on stdout (human mode only), at once, as
+    /// ping(8) prints each probe as it comes back.
+    pub fn say(&self, text: &str) {
+        use std::io::Write;
+        if !self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
         }
     }
 
