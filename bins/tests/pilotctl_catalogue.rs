@@ -251,7 +251,11 @@ async fn malformed_values_are_clear_usage_errors() {
         ("bench 42 -1", "invalid size"),
         ("inbox --clear=perhaps", "perhaps"),
         ("daemon status --check=maybe", "maybe"),
-        ("set-tags a b c d", "unexpected argument"),
+        (
+            "set-tags a b c d",
+            "unexpected argument \"d\" for 'set-tags' (it takes at most 3",
+        ),
+        ("info extra", "(it takes no arguments)"),
         ("send 42 1000 --data", "a value is required for '--data"),
         ("completions tcsh", "tcsh"),
         ("task accept --id 0123", "invalid task id"),

@@ -334,10 +334,21 @@ fn from_clap(
                 ),
             )
         }
-        ErrorKind::UnknownArgument => CliError::usage(
-            name,
-            format!("unexpected argument {invalid:?} for '{name}'"),
-        ),
+        ErrorKind::UnknownArgument => {
+            let takes = COMMANDS
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(0, |s| s.args.iter().filter_map(|e| positional(e)).count());
+            let takes = match takes {
+                0 => "no arguments".to_string(),
+                1 => "at most 1 argument".to_string(),
+                n => format!("at most {n} arguments"),
+            };
+            CliError::usage(
+                name,
+                format!("unexpected argument {invalid:?} for '{name}' (it takes {takes})"),
+            )
+        }
         ErrorKind::MissingRequiredArgument => {
             CliError::usage(name, format!("'{name}' needs more arguments: {invalid}"))
         }
@@ -468,6 +479,7 @@ mod tests {
         assert!(err.message.contains("needs more arguments"), "{err}");
         let err = run(&["ping", "1", "2"]).unwrap_err();
         assert!(err.message.contains("unexpected argument \"2\""), "{err}");
+        assert!(err.message.contains("at most 1 argument"), "{err}");
         let err = run(&["daemon", "restart"]).unwrap_err();
         assert!(err.message.contains("'daemon' has no sub-command"), "{err}");
         assert_eq!(

@@ -50,3 +50,58 @@ impl Progress {
         }
     }
 }
+
+/// A wait shown to a person once it has lasted a second: a spinner on a terminal, else a dot
+/// per second (the reference's `daemon start` output); nothing with `--json`.
+pub struct Waiting {
+    json: bool,
+    message: String,
+    started: std::time::Instant,
+    spinner: Option<ProgressBar>,
+    dots: u64,
+}
+
+impl Waiting {
+    /// Starts timing a wait described by `message`.
+    pub fn new(ctx: &Ctx, message: &str) -> Self {
+        Waiting {
+            json: ctx.json,
+            message: message.to_string(),
+            started: std::time::Instant::now(),
+            spinner: None,
+            dots: 0,
+        }
+    }
+
+    /// Call while waiting: draws the spinner or the dots that are due.
+    pub fn tick(&mut self) {
+        let secs = self.started.elapsed().as_secs();
+        if self.json || secs == 0 {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            if self.spinner.is_none() {
+                let spinner = ProgressBar::new_spinner();
+                spinner.set_message(self.message.clone());
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                self.spinner = Some(spinner);
+            }
+            return;
+        }
+        use std::io::Write;
+        while self.dots < secs {
+            eprint!(".");
+            self.dots += 1;
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    /// The wait is over: clears the spinner, or ends the line of dots.
+    pub fn finish(&self) {
+        if let Some(spinner) = &self.spinner {
+            spinner.finish_and_clear();
+        } else if self.dots > 0 {
+            eprintln!();
+        }
+    }
+}
