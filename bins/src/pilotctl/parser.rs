@@ -313,7 +313,9 @@ fn from_clap(
             CliError::new(Code::InvalidArgument, message)
                 .hint(format!("usage: pilotctl {group} {members}"))
         }
-        ErrorKind::InvalidSubcommand | ErrorKind::MissingSubcommand => {
+        ErrorKind::MissingSubcommand => CliError::new(Code::InvalidArgument, "no command given")
+            .hint("run 'pilotctl context' for the full command list"),
+        ErrorKind::InvalidSubcommand => {
             let sub = context_text(&err, ContextKind::InvalidSubcommand).unwrap_or_default();
             CliError::new(
                 Code::InvalidArgument,
@@ -486,6 +488,8 @@ mod tests {
             err.hint.as_deref(),
             Some("usage: pilotctl daemon start|stop|status")
         );
+        let err = run(&["--json"]).unwrap_err();
+        assert_eq!(err.message, "no command given");
         let err = run(&["daemon"]).unwrap_err();
         assert!(
             err.message
