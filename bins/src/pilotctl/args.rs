@@ -1,7 +1,6 @@
-//! Per-command flag parsing (`spec/services.md` §9 rule 5): `--key=value`, `--key value` when
-//! the next argument does not start with `--`, bare `--key` meaning `true`; everything else is
-//! positional. Unlike the reference, a boolean flag only takes the next argument if it is a
-//! boolean literal, so `--clear foo` does not swallow `foo`, and unknown flags are errors.
+//! A command's parsed arguments, as the handlers read them, and the flag declarations of the
+//! command table. The command line itself is parsed by clap (`parser.rs`); this is the
+//! typed view with the checks every command shares (counts, durations, integers).
 
 use super::output::CliError;
 use std::collections::BTreeMap;
@@ -41,50 +40,15 @@ pub struct Args {
     flags: BTreeMap<String, String>,
 }
 
-fn is_bool_literal(text: &str) -> bool {
-    matches!(text, "true" | "false" | "1" | "0")
-}
-
 impl Args {
-    /// Parses `args` for `command`, which accepts `known` flags.
-    pub fn parse(command: &str, args: &[String], known: &[Flag]) -> Result<Args, CliError> {
-        let mut positional = Vec::new();
-        let mut flags = BTreeMap::new();
-        let mut iter = args.iter().peekable();
-        while let Some(arg) = iter.next() {
-            if arg == "--" {
-                positional.extend(iter.by_ref().cloned());
-                break;
-            }
-            let Some(body) = arg.strip_prefix("--") else {
-                positional.push(arg.clone());
-                continue;
-            };
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (body, None),
-            };
-            let flag = known.iter().find(|f| f.name == name).ok_or_else(|| {
-                CliError::usage(command, format!("unknown flag --{name} for '{command}'"))
-            })?;
-            let value = match inline {
-                Some(v) => v,
-                None => match iter.peek() {
-                    Some(next)
-                        if !next.starts_with("--") && (!flag.boolean || is_bool_literal(next)) =>
-                    {
-                        iter.next().cloned().unwrap_or_default()
-                    }
-                    _ => "true".to_string(),
-                },
-            };
-            flags.insert(name.to_string(), value);
-        }
-        Ok(Args {
+    /// The arguments of `command`: its positionals in order and the flags given (by name,
+    /// without dashes; a switch given bare is `"true"`).
+    pub fn new(command: &str, positional: Vec<String>, flags: BTreeMap<String, String>) -> Self {
+        Args {
             command: command.to_string(),
             positional,
             flags,
-        })
+        }
     }
 
     /// Checks the number of positional arguments.
@@ -152,50 +116,47 @@ impl Args {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str], known: &[Flag]) -> Result<Args, CliError> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Args::parse("test", &args, known)
+    fn args(positional: &[&str], flags: &[(&str, &str)]) -> Args {
+        Args::new(
+            "test",
+            positional.iter().map(|s| s.to_string()).collect(),
+            flags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
-    fn the_three_flag_forms() {
-        let known = [value("timeout"), value("data"), switch("check")];
-        let a = parse(
-            &["x", "--timeout=5s", "--data", "hi there", "y", "--check"],
-            &known,
-        )
-        .unwrap();
-        assert_eq!(a.positional, vec!["x", "y"]);
-        assert_eq!(a.string("data"), Some("hi there"));
+    fn typed_values() {
+        let a = args(
+            &["x"],
+            &[("timeout", "5s"), ("check", "true"), ("off", "0")],
+        );
         assert_eq!(
             a.duration("timeout", Duration::ZERO).unwrap(),
             Duration::from_secs(5)
         );
+        assert_eq!(
+            a.duration("absent", Duration::from_secs(7)).unwrap(),
+            Duration::from_secs(7)
+        );
         assert!(a.bool("check"));
+        assert!(!a.bool("off"));
+        assert!(!a.bool("absent"));
+        assert_eq!(a.arg(0), Some("x"));
+        assert!(a.expect_positional(1, 1).is_ok());
     }
 
     #[test]
-    fn value_flag_before_another_flag_is_true_and_booleans_do_not_swallow_positionals() {
-        let known = [value("data"), switch("check")];
-        let a = parse(&["--data", "--check", "pos"], &known).unwrap();
-        assert_eq!(a.string("data"), Some("true"));
-        assert!(a.bool("check"));
-        assert_eq!(a.positional, vec!["pos"]);
-        let a = parse(&["--check", "false"], &known).unwrap();
-        assert!(!a.bool("check"));
-    }
-
-    #[test]
-    fn bad_input_is_a_clear_error() {
-        let err = parse(&["--nope"], &[]).unwrap_err();
-        assert!(err.message.contains("unknown flag --nope"));
-        let a = parse(
-            &["--timeout", "soon", "--count", "x"],
-            &[value("timeout"), value("count")],
-        )
-        .unwrap();
-        assert!(a.duration("timeout", Duration::ZERO).is_err());
-        assert!(a.u64("count", 1).is_err());
+    fn bad_values_are_clear_errors() {
+        let a = args(&[], &[("timeout", "soon"), ("count", "x")]);
+        let err = a.duration("timeout", Duration::ZERO).unwrap_err();
+        assert!(err.message.contains("--timeout"), "{err}");
+        assert!(err.hint.is_some());
+        let err = a.u64("count", 1).unwrap_err();
+        assert!(err.message.contains("whole number"), "{err}");
         assert!(a.expect_positional(1, 1).is_err());
+        assert!(args(&["a", "b"], &[]).expect_positional(0, 1).is_err());
     }
 }

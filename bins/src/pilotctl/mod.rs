@@ -7,6 +7,8 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod output;
+pub mod parser;
+pub mod progress;
 pub mod target;
 
 use output::{print_error, print_success, CliError, Code};
@@ -22,28 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_REGISTRY: &str = "34.71.57.205:9000";
 /// The beacon `init` and `daemon start` default to (as the reference's pilotctl).
 pub const DEFAULT_BEACON: &str = "127.0.0.1:9001";
-
-const USAGE: &str = "\
-usage: pilotctl [--json] <command> [arguments]
-
-Commands:
-  init [--registry a] [--beacon a] [--hostname h] | config [--set key=value] | lookup <node_id>
-  info | peers [--search q] | connections
-  handshake <target> [justification] | pending | approve <node_id> | reject <node_id> [reason]
-  trust | untrust <node_id>
-  find <hostname> | set-hostname <name> | clear-hostname | set-public | set-private
-  set-tags <t1> [t2] [t3] | clear-tags | deregister
-  ping <target> [--count 4] | traceroute <address> | bench <target> [size_mb]
-  connect <target> [port] [--message m]
-  send <target> <port> --data d | recv <port> [--count 1] | listen <port> [--count 0]
-  send-message <target> --data d [--type text|json|binary] | send-file <target> <path>
-  publish <target> <topic> --data d | subscribe <target> <topic> [--count 0] [--timeout 0]
-  broadcast <network_id> <message> | inbox [--clear] | received [--clear]
-  set-webhook <url> | clear-webhook
-  daemon start|stop|status
-  context   (every command, its arguments and output, as JSON)
-
-<target> is an address (0:0000.0000.002A), a node ID (42) or a hostname.";
 
 /// What every command gets: output mode and the environment's paths.
 pub struct Ctx {
@@ -114,6 +94,17 @@ impl Ctx {
         }
     }
 
+    /// Prints a line of a command's running output on stdout (human mode only), at once, as
+    /// ping(8) prints each probe as it comes back.
+    pub fn say(&self, text: &str) {
+        use std::io::Write;
+        if !self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+
     /// Prints a progress note on stderr (human mode only).
     pub fn note(&self, text: &str) {
         if !self.json {
@@ -122,23 +113,37 @@ impl Ctx {
     }
 }
 
-fn print_usage(error: Option<&str>) {
+/// Prints the top-level help on stderr (no arguments: `spec/services.md` §9 rule 4).
+fn print_usage() {
     use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    if let Some(message) = error {
-        let _ = writeln!(err, "error: {message}\n");
-    }
-    let _ = writeln!(err, "{USAGE}");
+    let help = parser::command().render_help().to_string();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "usage: {}\n\n{}",
+        parser::USAGE,
+        help.trim_end()
+    );
 }
 
 /// Runs pilotctl with `args` (without the program name); returns the exit status.
 pub fn run(args: Vec<String>) -> i32 {
-    let json = args.iter().any(|a| a == "--json");
-    let args: Vec<String> = args.into_iter().filter(|a| a != "--json").collect();
     if args.is_empty() {
-        print_usage(None);
+        print_usage();
         return 2;
     }
+    let normalized = parser::normalize(&args);
+    let json = normalized.json;
+    let (spec, args) = match parser::parse(&normalized) {
+        Ok(parser::Parsed::Run { spec, args }) => (spec, args),
+        Ok(parser::Parsed::Print(text)) => {
+            print_success(false, &output::Success::raw(text));
+            return 0;
+        }
+        Err(err) => {
+            print_error(json, &err);
+            return err.exit_status(json);
+        }
+    };
     let ctx = Ctx::from_env(json);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,18 +158,14 @@ pub fn run(args: Vec<String>) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(commands::dispatch(&ctx, &args)) {
+    match runtime.block_on(commands::dispatch(&ctx, spec, &args)) {
         Ok(success) => {
             print_success(json, &success);
             0
         }
-        Err(err) if err.usage && !json => {
-            print_usage(Some(&err.message));
-            2
-        }
         Err(err) => {
             print_error(json, &err);
-            1
+            err.exit_status(json)
         }
     }
 }

@@ -49,7 +49,8 @@ impl Code {
     }
 }
 
-/// A failed command: exit status 1 (2 for usage errors), message and hint on stderr.
+/// A failed command: exit status 1 (2 for `invalid_argument` without `--json`), message and
+/// hint on stderr.
 #[derive(Debug)]
 pub struct CliError {
     /// The error code.
@@ -58,8 +59,6 @@ pub struct CliError {
     pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
-    /// Print the usage text instead (human mode) and exit 2.
-    pub usage: bool,
     /// Print nothing (`daemon status --check`); only the exit status tells.
     pub silent: bool,
 }
@@ -71,7 +70,6 @@ impl CliError {
             code,
             message: message.into(),
             hint: None,
-            usage: false,
             silent: false,
         }
     }
@@ -86,6 +84,16 @@ impl CliError {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// The exit status: 2 for a wrong command line in human mode (as the reference's usage
+    /// errors), else 1; with `--json` every failure exits 1 (`spec/services.md` §9 rule 3).
+    pub fn exit_status(&self, json_mode: bool) -> i32 {
+        if self.code == Code::InvalidArgument && !json_mode {
+            2
+        } else {
+            1
+        }
     }
 
     /// An `invalid_argument` error with a hint to the command's usage.
@@ -138,6 +146,8 @@ pub struct Success {
     pub data: Value,
     /// What a person sees (`None`: the payload as indented JSON).
     pub human: Option<String>,
+    /// Printed as it is in both modes, without an envelope (completion scripts).
+    pub raw: bool,
 }
 
 impl Success {
@@ -146,12 +156,17 @@ impl Success {
         Success {
             data,
             human: Some(human.into()),
+            raw: false,
         }
     }
 
     /// A result printed as indented JSON for people too.
     pub fn json(data: Value) -> Self {
-        Success { data, human: None }
+        Success {
+            data,
+            human: None,
+            raw: false,
+        }
     }
 
     /// A result that prints nothing (e.g. `daemon status --check`).
@@ -159,6 +174,16 @@ impl Success {
         Success {
             data: Value::Null,
             human: Some(String::new()),
+            raw: false,
+        }
+    }
+
+    /// A result printed as `text` in both modes (no envelope).
+    pub fn raw(text: String) -> Self {
+        Success {
+            data: Value::Null,
+            human: Some(text),
+            raw: true,
         }
     }
 }
@@ -175,7 +200,7 @@ pub fn print_success(json_mode: bool, success: &Success) {
         return;
     }
     let out = std::io::stdout().lock();
-    if json_mode {
+    if json_mode && !success.raw {
         emit(
             out,
             &json!({"data": success.data, "status": "ok"}).to_string(),

@@ -4,6 +4,7 @@
 use crate::pilotctl::args::Args;
 use crate::pilotctl::config::create_private_dir;
 use crate::pilotctl::output::{CliError, Code, Success};
+use crate::pilotctl::progress::Waiting;
 use crate::pilotctl::Ctx;
 use pilot::driver::Driver;
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
@@ -242,15 +243,14 @@ pub async fn start(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
 
     let log_hint = format!("check logs: tail -n 50 {}", paths.log_file.display());
     let deadline = Instant::now() + START_WAIT;
-    let mut next_dot = Instant::now() + Duration::from_secs(1);
+    let mut waiting = Waiting::new(ctx, "waiting for the daemon to answer");
     let info = loop {
         if let Ok(info) = probe(&socket).await {
+            waiting.finish();
             break info;
         }
         if Instant::now() >= deadline {
-            if !ctx.json {
-                eprintln!();
-            }
+            waiting.finish();
             return Err(CliError::new(
                 Code::Timeout,
                 format!(
@@ -265,9 +265,7 @@ pub async fn start(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
             biased;
             status = child.wait() => {
                 remove(&paths.pid_file);
-                if !ctx.json {
-                    eprintln!();
-                }
+                waiting.finish();
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 return Err(CliError::new(
                     Code::Internal,
@@ -277,11 +275,7 @@ pub async fn start(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
             }
             _ = tokio::time::sleep(POLL) => {}
         }
-        if !ctx.json && Instant::now() >= next_dot {
-            eprint!(".");
-            let _ = std::io::stderr().flush();
-            next_dot += Duration::from_secs(1);
-        }
+        waiting.tick();
     };
     let human = format!(
         "Daemon running (pid {pid})\n  address:  {}\n  hostname: {}\n  socket:   {}\n  log:      {}",

@@ -3,12 +3,12 @@
 
 use crate::pilotctl::args::Args;
 use crate::pilotctl::output::{table, CliError, Code, Success};
+use crate::pilotctl::progress::Progress;
 use crate::pilotctl::{target, Ctx};
 use pilot::driver::Stream;
 use pilot::services::dataexchange::{self, ClientError, DataClient, FrameType, Reply};
 use pilot::wire::Addr;
 use serde_json::{json, Value};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
@@ -117,46 +117,6 @@ fn refused(message: &str) -> CliError {
     .hint("the peer's daemon is out of space or over its quota for this node")
 }
 
-/// Prints `sent x of y (p%)` on a terminal, at most a few times a second.
-struct Progress {
-    total: u64,
-    shown: Option<Instant>,
-    enabled: bool,
-}
-
-impl Progress {
-    fn new(ctx: &Ctx, total: u64) -> Self {
-        Progress {
-            total,
-            shown: None,
-            enabled: !ctx.json && std::io::stderr().is_terminal() && total > (4 << 20),
-        }
-    }
-
-    fn update(&mut self, sent: u64) {
-        if !self.enabled
-            || self
-                .shown
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
-        {
-            return;
-        }
-        self.shown = Some(Instant::now());
-        let pct = sent * 100 / self.total.max(1);
-        eprint!(
-            "\rsent {} of {} ({pct}%)   ",
-            format_bytes(sent),
-            format_bytes(self.total)
-        );
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.shown.is_some() {
-            eprintln!();
-        }
-    }
-}
-
 /// `send-file <target> <path>`: the file is read in chunks as it is sent.
 pub async fn send_file(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     args.expect_positional(2, 2)?;
@@ -177,13 +137,13 @@ pub async fn send_file(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (addr, mut client) = connect(ctx, args.arg(0).unwrap_or_default()).await?;
-    let mut progress = Progress::new(ctx, size);
+    let progress = Progress::bytes(ctx, &format!("send-file {name}"), size, 4 << 20);
     let started = Instant::now();
     // No overall deadline: a large file takes as long as it takes; a dead peer ends the
     // connection through the transport's own timeouts.
     let reply = client
         .send_file_from(&name, tokio::io::BufReader::new(file), size, |n| {
-            progress.update(n)
+            progress.set(n)
         })
         .await;
     progress.finish();
@@ -283,20 +243,20 @@ pub async fn inbox(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     } else {
         format!("Inbox ({} messages):\n", messages.len())
     };
-    for m in &messages {
-        let data = m["data"].as_str().unwrap_or_default();
-        let preview: String = data.chars().take(80).collect();
-        let more = if preview.len() < data.len() {
-            "..."
-        } else {
-            ""
-        };
-        human.push_str(&format!(
-            "\n  [{}] from {} type={}\n    {preview}{more}",
-            m["received_at"].as_str().unwrap_or_default(),
-            m["from"].as_str().unwrap_or_default(),
-            m["type"].as_str().unwrap_or_default()
-        ));
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .map(|m| {
+            let data = m["data"].as_str().unwrap_or_default();
+            let mut preview: String = data.chars().take(60).collect();
+            if preview.len() < data.len() {
+                preview.push_str("...");
+            }
+            let text = |key: &str| m[key].as_str().unwrap_or_default().to_string();
+            vec![text("received_at"), text("from"), text("type"), preview]
+        })
+        .collect();
+    if !rows.is_empty() {
+        human.push_str(&table(&["RECEIVED", "FROM", "TYPE", "DATA"], &rows, 200));
     }
     if skipped > 0 {
         human.push_str(&format!(

@@ -6,6 +6,7 @@
 
 use crate::pilotctl::args::Args;
 use crate::pilotctl::output::{CliError, Code, Success};
+use crate::pilotctl::progress::Progress;
 use crate::pilotctl::{target, Ctx};
 use pilot::driver::Driver;
 use pilot::wire::Addr;
@@ -23,6 +24,17 @@ const BENCH_CHUNK: usize = 4096;
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The least, mean (rounded to µs) and greatest of `samples` in ms, if there are any.
+fn min_avg_max(samples: &[f64]) -> Option<(f64, f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().cloned().fold(0.0, f64::max);
+    let avg = (samples.iter().sum::<f64>() / samples.len() as f64 * 1e3).round() / 1e3;
+    Some((min, avg, max))
 }
 
 /// One probe: dial, write, read one reply; returns the RTT and reply size.
@@ -55,7 +67,7 @@ pub async fn ping(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     let deadline = Instant::now() + timeout;
     let driver = ctx.driver().await?;
     let addr = target::resolve(ctx, &driver, args.arg(0).unwrap_or_default()).await?;
-    ctx.note(&format!("PING {addr} (echo port {ECHO_PORT})"));
+    ctx.say(&format!("PING {addr} (echo port {ECHO_PORT})"));
     let mut results: Vec<Value> = Vec::new();
     let mut rtts: Vec<f64> = Vec::new();
     let mut timed_out = false;
@@ -71,20 +83,20 @@ pub async fn ping(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
             Err(_) => {
                 timed_out = true;
                 results.push(json!({"seq": seq, "error": "timeout"}));
-                ctx.note(&format!("seq={seq} timeout"));
+                ctx.say(&format!("seq={seq} timeout"));
                 break;
             }
             Ok(Ok((rtt, bytes))) => {
                 rtts.push(ms(rtt));
                 results.push(json!({"seq": seq, "rtt_ms": ms(rtt), "bytes": bytes}));
-                ctx.note(&format!(
+                ctx.say(&format!(
                     "{bytes} bytes from {addr}: seq={seq} time={:.3} ms",
                     ms(rtt)
                 ));
             }
             Ok(Err(e)) => {
                 results.push(json!({"seq": seq, "error": e}));
-                ctx.note(&format!("seq={seq} error: {e}"));
+                ctx.say(&format!("seq={seq} error: {e}"));
             }
         }
     }
@@ -93,13 +105,10 @@ pub async fn ping(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     let mut data = json!({"target": addr.to_string(), "results": results, "sent": sent,
                           "received": received, "timeout": timed_out});
     let mut human = format!(
-        "--- {addr} ping statistics ---\n{sent} probes, {received} replies, {:.0}% loss",
+        "\n--- {addr} ping statistics ---\n{sent} probes, {received} replies, {:.0}% loss",
         100.0 * (sent - received) as f64 / sent.max(1) as f64
     );
-    if !rtts.is_empty() {
-        let min = rtts.iter().cloned().fold(f64::INFINITY, f64::min);
-        let max = rtts.iter().cloned().fold(0.0, f64::max);
-        let avg = (rtts.iter().sum::<f64>() / rtts.len() as f64 * 1e3).round() / 1e3;
+    if let Some((min, avg, max)) = min_avg_max(&rtts) {
         data["min_ms"] = json!(min);
         data["avg_ms"] = json!(avg);
         data["max_ms"] = json!(max);
@@ -140,6 +149,7 @@ pub async fn bench(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     ctx.note(&format!(
         "bench: sending {size_mb} MiB to {addr} port {ECHO_PORT}..."
     ));
+    let progress = Progress::bytes(ctx, "bench", total as u64, 1 << 20);
     let run = async {
         let start = Instant::now();
         let stream = driver.dial(addr, ECHO_PORT).await?;
@@ -163,6 +173,7 @@ pub async fn bench(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
                 let n = BENCH_CHUNK.min(total - sent);
                 wr.write_all(&chunk[..n]).await?;
                 sent += n;
+                progress.set(sent as u64);
             }
             wr.flush().await?;
             Ok::<_, std::io::Error>(start.elapsed())
@@ -173,14 +184,15 @@ pub async fn bench(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         let _ = wr.shutdown().await;
         Ok::<_, CliError>((send_time, total_time, received))
     };
-    let (send_time, total_time, received) =
-        tokio::time::timeout(timeout, run).await.map_err(|_| {
-            CliError::new(
-                Code::Timeout,
-                format!("bench did not finish within {timeout:?}"),
-            )
-            .hint("try a smaller size or a longer --timeout")
-        })??;
+    let outcome = tokio::time::timeout(timeout, run).await;
+    progress.finish();
+    let (send_time, total_time, received) = outcome.map_err(|_| {
+        CliError::new(
+            Code::Timeout,
+            format!("bench did not finish within {timeout:?}"),
+        )
+        .hint("try a smaller size or a longer --timeout")
+    })??;
     let mib = |bytes: usize, d: Duration| {
         let v = bytes as f64 / 1048576.0 / d.as_secs_f64().max(1e-9);
         (v * 100.0).round() / 100.0
@@ -232,7 +244,7 @@ pub async fn traceroute(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         Ok(Err(e)) => return Err(failed(e.to_string())),
         Err(_) => return Err(failed("timeout".into())),
     };
-    ctx.note(&format!(
+    ctx.say(&format!(
         "traceroute to {addr}: connected in {setup_ms:.3} ms"
     ));
     let mut samples = Vec::new();
@@ -240,11 +252,17 @@ pub async fn traceroute(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         let sample = tokio::time::timeout_at(deadline, round_trip(&mut stream, seq)).await;
         let entry = match sample {
             Ok(Ok((rtt, bytes))) => {
-                ctx.note(&format!("  {seq}  {:.3} ms  ({bytes} bytes)", ms(rtt)));
+                ctx.say(&format!("  {seq}  {:.3} ms  ({bytes} bytes)", ms(rtt)));
                 json!({"rtt_ms": ms(rtt), "bytes": bytes})
             }
-            Ok(Err(e)) => json!({"error": e}),
-            Err(_) => json!({"error": "timeout"}),
+            Ok(Err(e)) => {
+                ctx.say(&format!("  {seq}  error: {e}"));
+                json!({"error": e})
+            }
+            Err(_) => {
+                ctx.say(&format!("  {seq}  timeout"));
+                json!({"error": "timeout"})
+            }
         };
         let failed = entry.get("error").is_some();
         samples.push(entry);
@@ -257,13 +275,16 @@ pub async fn traceroute(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         .iter()
         .filter_map(|s| s["rtt_ms"].as_f64())
         .collect();
-    let human = match answered.len() {
-        0 => format!("{addr}: connected in {setup_ms:.3} ms, no round trip answered"),
-        n => format!(
-            "{addr}: setup {setup_ms:.3} ms, {n} round trips, avg {:.3} ms",
-            answered.iter().sum::<f64>() / n as f64
-        ),
-    };
+    let mut human = format!(
+        "--- {addr} traceroute statistics ---\nsetup {setup_ms:.3} ms, {} round trips, {} answered",
+        samples.len(),
+        answered.len()
+    );
+    if let Some((min, avg, max)) = min_avg_max(&answered) {
+        human.push_str(&format!(
+            "\nrtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
+        ));
+    }
     Ok(Success::new(
         json!({"target": addr.to_string(), "setup_ms": setup_ms, "rtt_samples": samples}),
         human,
