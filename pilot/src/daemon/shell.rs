@@ -163,6 +163,7 @@ where
         ..SynLimits::default()
     });
     let mut core = DaemonCore::new(tunnel, endpoint, seeded_rng(rng.next_u64()), book);
+    core.set_local_candidates(monotonic_now(), &lan_candidates(&net, tunnel_addr));
     if config.endpoint.is_none() && config.beacon.is_some() {
         core.discover(monotonic_now());
     }
@@ -541,4 +542,21 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
             }
         }
     }
+}
+
+/// The addresses neighbours can reach the tunnel socket bound at `bound` on: that address if
+/// it is a concrete one, else the host's interface addresses of its family (loopback never).
+fn lan_candidates<N: Network>(net: &N, bound: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    let ip = bound.ip();
+    if ip.is_loopback() {
+        return Vec::new();
+    }
+    if !ip.is_unspecified() {
+        return vec![bound];
+    }
+    net.local_addresses()
+        .into_iter()
+        .filter(|a| !a.is_loopback() && (ip.is_ipv6() || a.is_ipv4()))
+        .map(|a| std::net::SocketAddr::new(a, bound.port()))
+        .collect()
 }

@@ -49,6 +49,12 @@ pub trait Network: Clone + Send + Sync + 'static {
         &self,
         addr: SocketAddr,
     ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// This host's addresses on its networks (not loopback): what a socket bound to the
+    /// wildcard address can be reached at by neighbours, announced as LAN candidates. The
+    /// default knows none.
+    fn local_addresses(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
+    }
 }
 
 /// A bound UDP socket.

@@ -31,6 +31,20 @@ impl Network for TokioNet {
         stream.set_nodelay(true)?;
         Ok(stream)
     }
+
+    fn local_addresses(&self) -> Vec<std::net::IpAddr> {
+        match if_addrs::get_if_addrs() {
+            Ok(interfaces) => interfaces
+                .into_iter()
+                .filter(|i| !i.is_loopback())
+                .map(|i| i.ip())
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "interface addresses unavailable");
+                Vec::new()
+            }
+        }
+    }
 }
 
 impl UdpSocket for tokio::net::UdpSocket {

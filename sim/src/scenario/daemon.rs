@@ -60,8 +60,14 @@ pub(crate) enum DaemonOp {
     Handshake { peer: String },
     /// Approve `peer`'s request once it has arrived.
     Approve { peer: String },
-    /// Send `bytes` to `peer`'s echo service and read them back.
-    Echo { peer: String, bytes: usize },
+    /// Send `bytes` to `peer`'s echo service and read them back. With `expect_failure` (an
+    /// `echo-failed` expectation names it), its error is judged there, not reported as the
+    /// host's.
+    Echo {
+        peer: String,
+        bytes: usize,
+        expect_failure: bool,
+    },
     /// Send a message or a file through data exchange (runs beside later operations).
     Send(super::exchange::SendPlan),
     /// Subscribe to a peer's event stream and record events (runs beside later operations).
@@ -240,9 +246,14 @@ async fn perform(
                 .map(|_| format!("approved {peer}")),
             Err(e) => Err(e),
         },
-        DaemonOp::Echo { peer, bytes } => {
+        DaemonOp::Echo {
+            peer,
+            bytes,
+            expect_failure,
+        } => {
             let r = echo(handle, reports, name, peer, *bytes, &label).await;
             let text = match (&r.error, r.first_byte, r.done) {
+                (Some(e), _, _) if *expect_failure => Ok(format!("failed as expected: {e}")),
                 (Some(e), _, _) => Err(e.clone()),
                 (None, Some(f), Some(d)) => Ok(format!(
                     "{} bytes echoed by {peer}: first byte after {} ms, all after {} ms",

@@ -101,6 +101,13 @@ pub enum Expectation {
         /// The exchange.
         tag: String,
     },
+    /// The echo exchange `tag` failed, with an error containing `error`.
+    EchoFailed {
+        /// The exchange.
+        tag: String,
+        /// Text the error must contain.
+        error: String,
+    },
     /// The receiver's mailbox holds send `tag` with identical bytes when the run ends.
     Delivered {
         /// The send.
@@ -171,6 +178,9 @@ pub enum PathKind {
     Punched,
     /// Through the beacon's relay.
     Relayed,
+    /// A direct endpoint on the peer's private address, behind a NAT both share (a LAN
+    /// candidate it announced).
+    Lan,
 }
 
 impl std::fmt::Display for PathKind {
@@ -179,6 +189,7 @@ impl std::fmt::Display for PathKind {
             PathKind::Direct => "direct",
             PathKind::Punched => "punched",
             PathKind::Relayed => "relayed",
+            PathKind::Lan => "lan",
         })
     }
 }
@@ -195,6 +206,7 @@ pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option
     match entry["endpoint"].as_str()? {
         "" => None,
         "relay" => Some(PathKind::Relayed),
+        endpoint if on_private_address(ev.world, peer, endpoint) => Some(PathKind::Lan),
         _ => {
             // Direct, or punched: the peer sits behind a NAT that filters unsolicited
             // traffic, and the beacon's Punch Command reached it (so it opened its filter).
@@ -211,6 +223,18 @@ pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option
             }
         }
     }
+}
+
+/// Whether `endpoint` is `host`'s own address behind a NAT box (only a neighbour reaches it).
+fn on_private_address(world: &World, host: &str, endpoint: &str) -> bool {
+    let Some(id) = world.find(host) else {
+        return false;
+    };
+    let node = world.node(id);
+    world.gateway(node.net).is_some()
+        && endpoint
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip() == std::net::IpAddr::V4(node.addr))
 }
 
 /// Whether some NAT box between `host` and the internet drops unsolicited inbound traffic
@@ -308,6 +332,7 @@ impl Expectation {
             Expectation::SameState { .. } => "same-state",
             Expectation::Path { .. } => "path",
             Expectation::Echoed { .. } => "echoed",
+            Expectation::EchoFailed { .. } => "echo-failed",
             Expectation::NoPeer { .. } => "no-peer",
             Expectation::Delivered { .. } => "delivered",
             Expectation::NotDelivered { .. } => "not-delivered",
@@ -387,6 +412,7 @@ impl Expectation {
             | Expectation::Path { .. }
             | Expectation::NoPeer { .. }
             | Expectation::Echoed { .. }
+            | Expectation::EchoFailed { .. }
             | Expectation::Delivered { .. }
             | Expectation::NotDelivered { .. }
             | Expectation::Acked { .. }
@@ -628,6 +654,18 @@ impl Expectation {
                 let passed = e.is_some_and(|e| e.error.is_none() && e.done.is_some());
                 (
                     format!("echo {tag:?} completed"),
+                    passed,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ran".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoFailed { tag, error } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let passed = e.is_some_and(|e| e.error.as_ref().is_some_and(|m| m.contains(error)));
+                (
+                    format!("echo {tag:?} failed with {error:?}"),
                     passed,
                     match e {
                         Some(e) => super::daemon::describe_echo(e),

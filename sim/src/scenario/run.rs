@@ -805,78 +805,82 @@ impl Player {
             self.command(n, action, &host, Command::Request(request));
             return Ok(());
         }
-        let daemon_op = match action {
-            Action::Handshake { host, peer } => {
-                Some((host, None, DaemonOp::Handshake { peer: peer.clone() }))
-            }
-            Action::Approve { host, peer } => {
-                Some((host, None, DaemonOp::Approve { peer: peer.clone() }))
-            }
-            Action::Echo {
-                host,
-                peer,
-                bytes,
-                tag,
-            } => Some((
-                host,
-                Some(tag.clone()),
-                DaemonOp::Echo {
-                    peer: peer.clone(),
-                    bytes: bytes.unwrap_or(DEFAULT_ECHO_BYTES),
-                },
-            )),
-            Action::SendMessage { from, tag, .. } | Action::SendFile { from, tag, .. } => {
-                let plan = self.send_plan(action);
-                self.plans.push(plan.clone());
-                Some((from, Some(tag.clone()), DaemonOp::Send(plan)))
-            }
-            Action::Subscribe {
-                host,
-                at,
-                topic,
-                count,
-                tag,
-            } => Some((
-                host,
-                Some(tag.clone()),
-                DaemonOp::Subscribe(SubscribePlan {
-                    tag: tag.clone(),
-                    at: at.clone(),
-                    topic: topic.clone(),
-                    count: *count,
-                }),
-            )),
-            Action::Publish {
-                host,
-                at,
-                topic,
-                texts,
-            } => Some((
-                host,
-                None,
-                DaemonOp::Publish {
-                    at: at.clone(),
-                    topic: topic.clone(),
-                    texts: texts.clone(),
-                },
-            )),
-            Action::SubmitTask { from, to, tag, .. } => {
-                self.tasks.push(TaskPlan {
-                    tag: tag.clone(),
-                    from: from.clone(),
-                    to: to.clone(),
-                    id: tasks::task_id(self.scenario.seed, tag),
-                });
-                Some((from, Some(tag.clone()), self.task_op(action)))
-            }
-            Action::AcceptTask { host, tag }
-            | Action::DeclineTask { host, tag, .. }
-            | Action::ExecuteTask { host, tag }
-            | Action::SendResults { host, tag, .. } => {
-                Some((host, Some(tag.clone()), self.task_op(action)))
-            }
-            _ => None,
-        };
+        let daemon_op =
+            match action {
+                Action::Handshake { host, peer } => {
+                    Some((host, None, DaemonOp::Handshake { peer: peer.clone() }))
+                }
+                Action::Approve { host, peer } => {
+                    Some((host, None, DaemonOp::Approve { peer: peer.clone() }))
+                }
+                Action::Echo {
+                    host,
+                    peer,
+                    bytes,
+                    tag,
+                } => Some((
+                    host,
+                    Some(tag.clone()),
+                    DaemonOp::Echo {
+                        peer: peer.clone(),
+                        bytes: bytes.unwrap_or(DEFAULT_ECHO_BYTES),
+                        expect_failure: self.scenario.expectations.iter().any(
+                            |e| matches!(e, Expectation::EchoFailed { tag: t, .. } if t == tag),
+                        ),
+                    },
+                )),
+                Action::SendMessage { from, tag, .. } | Action::SendFile { from, tag, .. } => {
+                    let plan = self.send_plan(action);
+                    self.plans.push(plan.clone());
+                    Some((from, Some(tag.clone()), DaemonOp::Send(plan)))
+                }
+                Action::Subscribe {
+                    host,
+                    at,
+                    topic,
+                    count,
+                    tag,
+                } => Some((
+                    host,
+                    Some(tag.clone()),
+                    DaemonOp::Subscribe(SubscribePlan {
+                        tag: tag.clone(),
+                        at: at.clone(),
+                        topic: topic.clone(),
+                        count: *count,
+                    }),
+                )),
+                Action::Publish {
+                    host,
+                    at,
+                    topic,
+                    texts,
+                } => Some((
+                    host,
+                    None,
+                    DaemonOp::Publish {
+                        at: at.clone(),
+                        topic: topic.clone(),
+                        texts: texts.clone(),
+                    },
+                )),
+                Action::SubmitTask { from, to, tag, .. } => {
+                    self.tasks.push(TaskPlan {
+                        tag: tag.clone(),
+                        from: from.clone(),
+                        to: to.clone(),
+                        id: tasks::task_id(self.scenario.seed, tag),
+                    });
+                    Some((from, Some(tag.clone()), self.task_op(action)))
+                }
+                Action::AcceptTask { host, tag }
+                | Action::DeclineTask { host, tag, .. }
+                | Action::ExecuteTask { host, tag }
+                | Action::SendResults { host, tag, .. } => {
+                    Some((host, Some(tag.clone()), self.task_op(action)))
+                }
+                _ => None,
+            };
         if let Some((host, tag, op)) = daemon_op {
             let request = DaemonRequest { action: n, tag, op };
             self.command(n, action, host, Command::Daemon(request));
