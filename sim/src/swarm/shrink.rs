@@ -32,7 +32,7 @@ impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} hosts, {} NAT boxes, {} actions, {} expectations, {:.1} s of waits",
+            "{} hosts, {} NAT boxes, {} actions, {} expectations, {:.3} s of waits",
             self.hosts,
             self.nats,
             self.actions,
