@@ -108,6 +108,24 @@ pub enum Expectation {
         /// Text the error must contain.
         error: String,
     },
+    /// Every byte the echo exchange `tag` brought back was the byte sent at that position:
+    /// the stream may have failed, but never delivered altered or reordered data.
+    EchoIntact {
+        /// The exchange.
+        tag: String,
+    },
+    /// The echo exchange `tag` ended, completed or failed with an error, before the
+    /// harness's own timeout: the stream did not hang.
+    EchoEnded {
+        /// The exchange.
+        tag: String,
+    },
+    /// The echo exchange `tag` got no byte back (its sender is not trusted by the peer, so
+    /// no port but the handshake port may answer it).
+    NotEchoed {
+        /// The exchange.
+        tag: String,
+    },
     /// The receiver's mailbox holds send `tag` with identical bytes when the run ends.
     Delivered {
         /// The send.
@@ -256,6 +274,20 @@ pub(crate) fn filters_unsolicited(world: &World, host: &str) -> bool {
     }
 }
 
+/// When `host` crashed at or after `at`, as the trace's runner notes say (the time column as
+/// written).
+fn crashed_after<'t>(trace: &'t [String], host: &str, at: Duration) -> Option<&'t str> {
+    trace.iter().find_map(|l| {
+        let mut cols = l.split_whitespace();
+        let time = cols.next()?;
+        let seen = (cols.next()? == host)
+            && cols.next()? == "note"
+            && cols.next()?.starts_with("crash")
+            && time.parse::<f64>().is_ok_and(|t| t >= at.as_secs_f64());
+        seen.then_some(time)
+    })
+}
+
 /// One reply of a registry request (or the reason there was none).
 #[derive(Clone, Debug)]
 pub(crate) struct Reply {
@@ -285,6 +317,8 @@ pub(crate) struct Evidence<'a> {
     pub node_ids: &'a std::collections::BTreeMap<String, u32>,
     /// Echo exchanges.
     pub echoes: &'a [super::daemon::EchoResult],
+    /// Echo exchanges as their daemons took them on: tag, daemon host, when.
+    pub echoes_issued: &'a [(String, String, Duration)],
     /// Data-exchange sends as the script asked for them, in script order.
     pub plans: &'a [super::exchange::SendPlan],
     /// What each sender saw.
@@ -333,6 +367,9 @@ impl Expectation {
             Expectation::Path { .. } => "path",
             Expectation::Echoed { .. } => "echoed",
             Expectation::EchoFailed { .. } => "echo-failed",
+            Expectation::EchoIntact { .. } => "echo-intact",
+            Expectation::EchoEnded { .. } => "echo-ended",
+            Expectation::NotEchoed { .. } => "not-echoed",
             Expectation::NoPeer { .. } => "no-peer",
             Expectation::Delivered { .. } => "delivered",
             Expectation::NotDelivered { .. } => "not-delivered",
@@ -413,6 +450,9 @@ impl Expectation {
             | Expectation::NoPeer { .. }
             | Expectation::Echoed { .. }
             | Expectation::EchoFailed { .. }
+            | Expectation::EchoIntact { .. }
+            | Expectation::EchoEnded { .. }
+            | Expectation::NotEchoed { .. }
             | Expectation::Delivered { .. }
             | Expectation::NotDelivered { .. }
             | Expectation::Acked { .. }
@@ -670,6 +710,50 @@ impl Expectation {
                     match e {
                         Some(e) => super::daemon::describe_echo(e),
                         None => "never ran".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoIntact { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let altered = e.is_some_and(|e| e.error.as_deref() == Some(super::daemon::ALTERED));
+                (
+                    format!("echo {tag:?} brought back only the bytes sent, in order"),
+                    !altered,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ended".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoEnded { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                // An echo whose own host crashed under it ended with the host.
+                let cut = ev
+                    .echoes_issued
+                    .iter()
+                    .find(|(t, _, _)| t == tag)
+                    .and_then(|(_, host, at)| crashed_after(ev.trace, host, *at));
+                let (ended, detail) = match (e, cut) {
+                    (Some(e), _) => (!e.timed_out(), super::daemon::describe_echo(e)),
+                    (None, Some(when)) => {
+                        (true, format!("cut short by its host's crash at {when}s"))
+                    }
+                    (None, None) => (false, "still running when the run ended".to_string()),
+                };
+                (
+                    format!("echo {tag:?} completed or failed with an error, without hanging"),
+                    ended,
+                    detail,
+                )
+            }
+            Expectation::NotEchoed { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                (
+                    format!("echo {tag:?} got no byte back"),
+                    e.is_none_or(|e| e.first_byte.is_none()),
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ended".to_string(),
                     },
                 )
             }
