@@ -86,6 +86,12 @@ impl RecvBatch {
         self.filled.is_empty()
     }
 
+    /// Slots that received something.
+    #[cfg(test)]
+    pub(super) fn slots_filled(&self) -> usize {
+        self.filled.len()
+    }
+
     /// The next free slot, or `None` when all are filled.
     pub(super) fn free_slot(&mut self) -> Option<&mut [u8]> {
         let i = self.filled.len();
