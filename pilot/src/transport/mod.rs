@@ -14,6 +14,8 @@ pub mod congestion;
 pub mod connection;
 pub mod datagram;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod link_model;
 mod pacing;
 mod recv_buf;
 mod ring;
