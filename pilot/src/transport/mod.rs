@@ -13,6 +13,7 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod datagram;
+mod delivery_rate;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod link_model;

@@ -192,6 +192,11 @@ impl SendBuffer {
         u64::from(self.nxt.since(self.una))
     }
 
+    /// Bytes SACKed and not yet cumulatively acknowledged.
+    pub fn sacked(&self) -> u64 {
+        self.sacked_bytes
+    }
+
     /// Bytes believed to be in the network: in flight, minus SACKed, minus lost and not yet
     /// resent (RFC 6675 "pipe", simplified).
     pub fn pipe(&self) -> u64 {

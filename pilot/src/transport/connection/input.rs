@@ -208,9 +208,13 @@ impl Connection {
         let old_window = self.peer_window;
         let window = u64::from(h.window) * mss;
         let mut rtt_sent = None;
+        let sacked_before = self.send.sacked();
+        let mut delivered_bytes = 0;
         if ack.gt(una) {
             let pipe_before = self.send.pipe();
             let acked = self.send.ack(ack);
+            // Bytes SACKed earlier were counted as delivered then.
+            delivered_bytes += acked.bytes - (sacked_before - self.send.sacked());
             rtt_sent = acked.rtt_sent_at;
             self.rtt.reset_backoff();
             self.dup_acks = 0;
@@ -275,9 +279,14 @@ impl Connection {
         if let Some(list) = sack {
             self.stats.sacks_received += 1;
             for block in list.iter() {
-                let (_, sampled) = self.send.sack(Seq(block.left), Seq(block.right));
+                let (newly, sampled) = self.send.sack(Seq(block.left), Seq(block.right));
+                delivered_bytes += newly;
                 rtt_sent = rtt_sent.or(sampled);
             }
+        }
+        if delivered_bytes > 0 {
+            let round = self.rtt.srtt().unwrap_or(self.config.initial_rto);
+            self.delivery.on_delivered(now, delivered_bytes, round);
         }
         // One RTT sample per ACK: the newest segment it covers that was sent once (the
         // reference took one per segment, all inflated by the delayed ACK, Q18).
@@ -315,6 +324,11 @@ impl Connection {
         self.in_recovery = true;
         self.recovery_point = self.send.nxt();
         self.cc.on_congestion_event(now, self.send.flight());
+        if let Some(min_rtt) = self.rtt.min_rtt() {
+            // Shrink no further than what the path was delivering: random loss is not
+            // congestion (see `delivery_rate`).
+            self.cc.limit_reduction(self.delivery.window(min_rtt));
+        }
         self.stats.fast_retransmits += 1;
         self.send.mark_head_lost(self.epoch);
         // The first retransmission of an episode goes out whatever the window says

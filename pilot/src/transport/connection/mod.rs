@@ -17,6 +17,7 @@ mod timers;
 
 use super::config::Config;
 use super::congestion::Controller;
+use super::delivery_rate::DeliveryRate;
 use super::pacing::Pacer;
 use super::recv_buf::RecvBuffer;
 use super::rtt::RttEstimator;
@@ -248,6 +249,7 @@ pub struct Connection {
     cc: Box<dyn Controller>,
     rtt: RttEstimator,
     pacer: Pacer,
+    delivery: DeliveryRate,
 
     /// Peer's receive window in bytes (`u64::MAX` = no limit known).
     peer_window: u64,
@@ -345,6 +347,7 @@ impl Connection {
             cc,
             rtt,
             pacer: Pacer::default(),
+            delivery: DeliveryRate::default(),
             peer_window: u64::MAX,
             window_seq: irs,
             last_adv: 0,

@@ -368,3 +368,24 @@ fn random_loss_on_a_long_path_is_repaired_without_timeouts() {
     // Every RTO would add a 200 ms stall and a window of one segment.
     assert!(took < Duration::from_secs(18), "{took:?} {s:?}");
 }
+
+#[test]
+fn random_loss_does_not_hold_the_window_to_the_loss_rate() {
+    // 2 % loss on a 20 ms path that is not congested. A window halved (or cut to 0.7) on
+    // every loss settles near 1.22 / sqrt(0.02) ≈ 9 segments per round trip (Mathis et al.):
+    // about 1.8 MB/s. Shrinking no further than what the path delivered keeps more.
+    let rtt = Duration::from_millis(20);
+    let mut link = LinkConfig {
+        rtt,
+        jitter: rtt / 10,
+        loss: Loss::Random(0.02),
+        rate: 50_000_000 / 8,
+        queue: 0,
+    };
+    link.queue = link.bdp().max(64 << 10);
+    let total = 8 << 20;
+    let (took, s) = over_path(link, 12, total);
+    let goodput = total as f64 / took.as_secs_f64();
+    assert!(goodput > 2.2e6, "{goodput} {took:?} {s:?}");
+    assert_eq!(s.timeouts, 0, "{s:?}");
+}
