@@ -601,3 +601,75 @@ fn output_into_a_closed_pipe_ends_quietly() {
         "the output was lost, so it must not claim success"
     );
 }
+
+#[test]
+fn swarm_runs_drawn_seeds_and_refuses_an_unknown_planted_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let args = [
+        "swarm",
+        "--seeds",
+        "1",
+        "--max-daemons",
+        "2",
+        "--time",
+        "2s",
+        "--recheck",
+        "1",
+        "--out",
+        out_dir,
+    ];
+    let out = pilot_sim(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("seeds 0..1: every run kept every invariant"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("replayed identically: seeds 0 ("),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no failure, no file"
+    );
+
+    let out = pilot_sim(&["swarm", "--seeds", "1", "--plant", "typo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no planted bug is called \"typo\""));
+}
+
+#[test]
+fn shrink_keeps_the_failure_and_drops_what_does_not_matter() {
+    let dir = tempfile::tempdir().unwrap();
+    // The probe is lost on its way; the bystanders and their probe have nothing to do with it.
+    let failing = format!(
+        "{SMALL}\n[[host]]\nname = \"bystander\"\n\n[[action]]\ndo = \"bind\"\nhost = \"bystander\"\nsocket = \"b\"\n\n[[action]]\ndo = \"send\"\nsocket = \"b\"\nto = \"server:7000\"\ntag = \"other\"\n\n[[action]]\ndo = \"wait\"\nfor = \"2s\"\n\n[[link]]\nbetween = [\"nat\", \"server\"]\nloss = 1.0\n\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"other\"\n\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"
+    );
+    let file = write(dir.path(), "lost.toml", &failing);
+    let out = pilot_sim(&["shrink", file.to_str().unwrap(), "--max-runs", "60"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("still breaks expectation"), "{stdout}");
+    let small = dir.path().join("lost-small.toml");
+    let text = std::fs::read_to_string(&small).unwrap();
+    assert!(!text.contains("bystander"), "{text}");
+    assert!(!text.contains("\"2s\""), "{text}");
+    let again = pilot_sim(&["run", small.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "the small file still fails");
+
+    let passing = write(
+        dir.path(),
+        "fine.toml",
+        &format!("{SMALL}\n[[expect]]\ncheck = \"received\"\nsocket = \"s\"\ntag = \"hi\"\n"),
+    );
+    let out = pilot_sim(&["shrink", passing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no failure to keep"));
+}

@@ -1,5 +1,6 @@
-//! pilotctl's node and probe commands on real processes: lookup, tags, hostnames, deregister,
-//! traceroute, listen, and broadcast to trusted peers with one of them offline.
+//! pilotctl's node and probe commands on real processes: lookup, tags (and where they show),
+//! hostnames, deregister, traceroute, listen, and broadcast to trusted peers with one of them
+//! offline.
 
 mod process_support;
 mod rendezvous_support;
@@ -69,6 +70,17 @@ fn tags_hostnames_traceroute_broadcast_deregister() {
     assert!(trace["setup_ms"].as_f64().unwrap() > 0.0);
     let err = ctl_fails(&a, &["traceroute", "some-hostname"]);
     assert!(err.contains("invalid_argument"), "{err}");
+
+    // Tags show wherever nodes are listed: `info`, a peer's row in `peers`, and `find`.
+    ctl(&b, &["set-tags", "edge"]);
+    ctl(&b, &["set-hostname", "bravo-node"]);
+    assert_eq!(ctl(&b, &["info"])["tags"], serde_json::json!(["edge"]));
+    let found = ctl(&a, &["find", "bravo-node"]);
+    assert_eq!(found["tags"], serde_json::json!(["edge"]), "{found}");
+    let peers = ctl(&a, &["peers", "--search", "edge"]);
+    assert_eq!(peers["total"], 1, "{peers}");
+    assert_eq!(peers["peers"][0]["node_id"].to_string(), b_id, "{peers}");
+    assert_eq!(peers["peers"][0]["tags"], serde_json::json!(["edge"]));
 
     // listen: unbounded, one line per datagram as it arrives.
     let mut listen = pilotctl(&b);

@@ -10,6 +10,8 @@
 //! - [`scenario`]: the scenario language and its runner.
 //! - [`timeline`]: per pair of daemons, when and why their path changed, read from the trace.
 //! - [`matrix`]: the NAT matrix, one daemon-pair scenario per pair of presets.
+//! - [`swarm`]: seeds drawing topologies, workloads and faults, checked against invariants;
+//!   shrinking a failure to a small scenario.
 //!
 //! Determinism: time comes only from turmoil's clock, randomness only from ChaCha generators
 //! seeded from the scenario seed and host names, and every map whose order reaches output is a
@@ -23,6 +25,7 @@ pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod scenario;
+pub mod swarm;
 pub mod timeline;
 pub mod topology;
 pub mod trace;

@@ -190,7 +190,7 @@ fn the_timeline_shows_a_punched_pair_and_a_relayed_pair_as_the_daemons_end_up() 
         let p = pair(host, peer);
         // The timeline ends where the daemon's own peer list says the pair is.
         let end = match details.path(host, peer).unwrap() {
-            PathKind::Direct => State::Direct,
+            PathKind::Direct | PathKind::Lan => State::Direct,
             PathKind::Punched => State::Punched,
             PathKind::Relayed => State::Relayed,
         };

@@ -6,6 +6,8 @@
 //! pilot-sim diff A.txt B.txt [--json]
 //! pilot-sim timeline scenarios/daemon-upgrade.toml [--seed N] [--json]
 //! pilot-sim matrix [--bytes 1048576] [--write scenarios/matrix] [--pcap DIR]
+//! pilot-sim swarm [--seeds 100] [--from-seed 0] [--time 20s] [--recheck 2] [--out DIR]
+//! pilot-sim shrink swarm-17.toml [--seed 17] [--out swarm-17-small.toml] [--max-runs 400]
 //! ```
 //!
 //! Exit status: 0 when every expectation holds (for every seed searched), 1 when one fails (with
@@ -85,6 +87,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draws a scenario per seed (topology, workload, faults), runs it and checks the
+    /// invariants; stops at the first seed that breaks one, writes its scenario file and
+    /// prints the command that replays it.
+    Swarm {
+        /// How many seeds to try.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed to try.
+        #[arg(long, default_value_t = 0)]
+        from_seed: u64,
+        /// How long the fault act of each scenario lasts (simulated).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        time: std::time::Duration,
+        /// The most daemons a drawn topology has (2 to 20).
+        #[arg(long, default_value_t = 20)]
+        max_daemons: usize,
+        /// How many seeds (spread over the range) to run twice, comparing their traces; the
+        /// failing seed, if any, is always run twice too.
+        #[arg(long, default_value_t = 2)]
+        recheck: u64,
+        /// Where to write a failing seed's scenario file.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Plants a bug on purpose (to see the search find it): echo-reorder.
+        #[arg(long, hide = true)]
+        plant: Option<String>,
+    },
+    /// Reduces a failing scenario (drops hosts, NAT boxes, actions, expectations; halves
+    /// waits) while it still breaks the same invariant, and writes the small scenario.
+    Shrink {
+        /// The failing scenario file (TOML).
+        file: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the small scenario (default: FILE with `-small` before `.toml`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The most runs to spend.
+        #[arg(long, default_value_t = 400)]
+        max_runs: usize,
+    },
     /// Runs the NAT matrix (two daemons per pair of NAT presets, with and without 5% loss)
     /// and prints it as a table.
     Matrix {
@@ -120,7 +164,177 @@ fn main() -> ExitCode {
         Command::Diff { a, b, json } => diff(&a, &b, json),
         Command::Timeline { file, seed, json } => timeline(&file, seed, json),
         Command::Matrix { bytes, write, pcap } => matrix(bytes, write, pcap),
+        Command::Swarm {
+            seeds,
+            from_seed,
+            time,
+            max_daemons,
+            recheck,
+            out,
+            plant,
+        } => {
+            let planted_bug = match plant.as_deref().map(planted) {
+                None => None,
+                Some(Ok(bug)) => Some(bug),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = pilot_sim::swarm::Options {
+                time,
+                max_daemons,
+                planted_bug,
+            };
+            swarm(&options, from_seed, seeds, recheck, &out)
+        }
+        Command::Shrink {
+            file,
+            seed,
+            out,
+            max_runs,
+        } => shrink(&file, seed, out, max_runs),
     }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    scenario::duration::parse(text)
+}
+
+fn planted(name: &str) -> Result<scenario::PlantedBug, String> {
+    match name {
+        "echo-reorder" => Ok(scenario::PlantedBug::EchoReorder),
+        other => Err(format!(
+            "no planted bug is called {other:?} (there is: echo-reorder)"
+        )),
+    }
+}
+
+fn swarm(
+    options: &pilot_sim::swarm::Options,
+    from: u64,
+    seeds: u64,
+    recheck: u64,
+    out: &Path,
+) -> ExitCode {
+    use pilot_sim::swarm;
+    let to = from.saturating_add(seeds);
+    let started = std::time::Instant::now();
+    let found = swarm::swarm(options, from..to, recheck, |seed, verdict| {
+        let verdict = if verdict.passed() { "ok" } else { "FAILED" };
+        eprintln!("seed {seed}: {verdict}");
+    });
+    let report = match found {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let ran = report.passed + u64::from(report.failure.is_some());
+    if !report.rechecked.is_empty() {
+        let seeds: Vec<String> = report
+            .rechecked
+            .iter()
+            .map(|(seed, hash)| format!("{seed} ({hash:016x})"))
+            .collect();
+        println!("replayed identically: seeds {}", seeds.join(", "));
+    }
+    let flags = swarm_flags(options);
+    if let Some((seed, divergence)) = &report.divergence {
+        println!("nondeterminism: seed {seed} gave two different traces");
+        print!("{}", divergence.report("first run", "second run"));
+        println!("replay: pilot-sim swarm --seeds 1 --from-seed {seed}{flags}");
+        if report.failure.is_none() {
+            return ExitCode::FAILURE;
+        }
+    }
+    let Some(failure) = report.failure else {
+        println!(
+            "seeds {from}..{to}: every run kept every invariant ({ran} seeds, {:.1} seeds per minute)",
+            ran as f64 / minutes.max(1e-9)
+        );
+        return ExitCode::SUCCESS;
+    };
+    let seed = failure.generated.seed;
+    println!(
+        "seed {seed} broke {} after {} passing seeds:",
+        failure.verdict.first().unwrap_or("an invariant"),
+        report.passed
+    );
+    print!("{}", failure.verdict.report());
+    let path = out.join(format!("swarm-{seed}.toml"));
+    if let Err(e) = std::fs::write(&path, &failure.generated.text) {
+        eprintln!(
+            "error: cannot write {}: {e}\n  hint: check that the directory exists and is writable",
+            path.display()
+        );
+        println!("replay: pilot-sim swarm --seeds 1 --from-seed {seed}{flags}");
+        return ExitCode::FAILURE;
+    }
+    println!("scenario written to {}", path.display());
+    println!("replay: pilot-sim run {}", path.display());
+    println!("shrink: pilot-sim shrink {}", path.display());
+    ExitCode::FAILURE
+}
+
+/// The flags that make `swarm --from-seed S` draw what this run drew.
+fn swarm_flags(options: &pilot_sim::swarm::Options) -> String {
+    let defaults = pilot_sim::swarm::Options::default();
+    let mut flags = String::new();
+    if options.time != defaults.time {
+        flags.push_str(&format!(" --time {}ms", options.time.as_millis()));
+    }
+    if options.max_daemons != defaults.max_daemons {
+        flags.push_str(&format!(" --max-daemons {}", options.max_daemons));
+    }
+    if let Some(bug) = options.planted_bug {
+        flags.push_str(&format!(" --plant {}", bug.name()));
+    }
+    flags
+}
+
+fn shrink(file: &Path, seed: Option<u64>, out: Option<PathBuf>, max_runs: usize) -> ExitCode {
+    use pilot_sim::swarm::shrink;
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let shrunk = match shrink::shrink(&text, seed, max_runs) {
+        Ok(shrunk) => shrunk,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = out.unwrap_or_else(|| {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario");
+        file.with_file_name(format!("{stem}-small.toml"))
+    });
+    if let Err(e) = std::fs::write(&out, &shrunk.text) {
+        eprintln!(
+            "error: cannot write {}: {e}\n  hint: check that the directory exists and is writable",
+            out.display()
+        );
+        return ExitCode::from(2);
+    }
+    println!(
+        "still breaks {} after {} runs",
+        shrunk.invariant, shrunk.runs
+    );
+    println!("  before: {}", shrunk.before);
+    println!("  after:  {}", shrunk.after);
+    print!("{}", shrunk.verdict.report());
+    println!("written to {}", out.display());
+    println!("replay: pilot-sim run {}", out.display());
+    ExitCode::SUCCESS
 }
 
 fn diff(a: &Path, b: &Path, json: bool) -> ExitCode {

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod directory;
 pub mod output;
 pub mod parser;
 pub mod progress;

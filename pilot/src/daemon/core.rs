@@ -450,7 +450,7 @@ impl DaemonCore {
             }
             Err(error) => {
                 tracing::info!(node, %error, "resolve failed");
-                let failed: Vec<ConnectionId> = self
+                let dials: Vec<ConnectionId> = self
                     .dials
                     .keys()
                     .copied()
@@ -460,17 +460,37 @@ impl DaemonCore {
                             .is_some_and(|o| o.remote.addr.node == node)
                     })
                     .collect();
-                for id in failed {
-                    if let Some(token) = self.dials.remove(&id) {
-                        self.outputs.push_back(Output::DialDone {
-                            token,
-                            result: Err(format!("dial: {error}")),
-                        });
-                    }
-                    self.forget(id);
-                    self.endpoint.with_connection(id, now, |c| c.discard(now));
-                }
+                self.fail_connections(now, dials, &format!("dial: {error}"));
             }
+        }
+    }
+
+    /// Ends every connection to `node` (it is gone): dials fail with `error`, established
+    /// connections close.
+    pub(super) fn fail_connections_to(&mut self, now: Instant, node: u32, error: &str) {
+        let mut ids: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(_, o)| o.remote.addr.node == node)
+            .map(|(id, _)| *id)
+            .collect();
+        // Hash-map order differs between runs; close in a reproducible one.
+        ids.sort_unstable();
+        self.fail_connections(now, ids, error);
+    }
+
+    fn fail_connections(&mut self, now: Instant, ids: Vec<ConnectionId>, error: &str) {
+        for id in ids {
+            if let Some(token) = self.dials.remove(&id) {
+                self.outputs.push_back(Output::DialDone {
+                    token,
+                    result: Err(error.to_string()),
+                });
+            } else if let Some(owner) = self.conns.get(&id).map(|o| o.owner) {
+                self.push_event(owner, ClientEvent::Closed { conn: id.0 });
+            }
+            self.forget(id);
+            self.endpoint.with_connection(id, now, |c| c.discard(now));
         }
     }
 
@@ -537,6 +557,11 @@ impl DaemonCore {
     /// The next output for the shell.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// Tells the tunnel its socket's private addresses (LAN candidates for same-NAT peers).
+    pub fn set_local_candidates(&mut self, now: Instant, addrs: &[std::net::SocketAddr]) {
+        self.tunnel.set_local_candidates(now, addrs);
     }
 
     /// Starts the tunnel's endpoint discovery through the beacon.

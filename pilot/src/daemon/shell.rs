@@ -13,11 +13,13 @@ use super::info::{info_json, InfoContext};
 use super::registry::{self, Registering, RegistryLink};
 use super::types::{ClientEvent, ClientId, Output, TrustJob};
 use crate::crypto::{to_base64, Identity, LocalKeys};
-use crate::net::{monotonic_now, seeded_rng, Network, Rng, Storage, UdpSocket, WallClock};
+use crate::net::{
+    monotonic_now, seeded_rng, Network, Outgoing, RecvBatch, Rng, Storage, UdpSocket, WallClock,
+};
 use crate::services::trust::{self, TrustBook};
 use crate::transport::syn_limit::SynLimits;
 use crate::transport::{Config as ConnConfig, EndpointConfig};
-use crate::tunnel::{Tunnel, TunnelConfig};
+use crate::tunnel::{Transmit, Tunnel, TunnelConfig};
 use crate::wire::Addr;
 use rand_core::Rng as _;
 use std::collections::HashMap;
@@ -29,6 +31,8 @@ use tokio::task::JoinHandle;
 
 /// Datagrams taken from the socket before timers and transmits run.
 const RECV_BATCH: usize = 256;
+/// Datagrams handed to the socket in one batch send.
+const SEND_BATCH: usize = 128;
 /// Requests taken from the queue in one go.
 const REQUEST_BATCH: usize = 256;
 /// How long shutdown waits for connections to close.
@@ -96,6 +100,9 @@ where
     if let Err(e) = socket.set_buffer_sizes(config.socket_buffer) {
         tracing::warn!(error = %e, "could not enlarge the tunnel socket buffers");
     }
+    // The shell receives only in batches, which split what the kernel merged.
+    let offload = socket.enable_receive_offload();
+    tracing::debug!(offload, "tunnel socket receive offload");
     let tunnel_addr = socket.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -163,6 +170,7 @@ where
         ..SynLimits::default()
     });
     let mut core = DaemonCore::new(tunnel, endpoint, seeded_rng(rng.next_u64()), book);
+    core.set_local_candidates(monotonic_now(), &lan_candidates(&net, tunnel_addr));
     if config.endpoint.is_none() && config.beacon.is_some() {
         core.discover(monotonic_now());
     }
@@ -310,7 +318,8 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
     }
 
     async fn run(mut self) {
-        let mut buf = vec![0u8; 65_535];
+        let mut batch = RecvBatch::new(self.socket.batch_slots());
+        let mut sending: Vec<Transmit> = Vec::with_capacity(SEND_BATCH);
         loop {
             let deadline = self.core.poll_timeout();
             let deadline = match (deadline, &self.shutdown) {
@@ -339,21 +348,20 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                         }
                     }
                 }
-                r = self.socket.recv_from(&mut buf) => {
+                r = self.socket.recv_batch(&mut batch) => {
                     let now = monotonic_now();
+                    // A failed receive still counts, so errors cannot spin this loop.
+                    let mut taken = 1;
                     match r {
-                        Ok((n, from)) => self.core.handle_datagram(now, from, &buf[..n]),
+                        Ok(_) => taken = self.handle_batch(now, &batch).max(1),
                         Err(e) => tracing::debug!(error = %e, "tunnel socket receive"),
                     }
                     // Drain what else is already there before timers and transmits.
-                    for _ in 1..RECV_BATCH {
-                        let more = tokio::select! {
-                            biased;
-                            r = self.socket.recv_from(&mut buf) => r.ok(),
-                            () = std::future::ready(()) => None,
-                        };
-                        let Some((n, from)) = more else { break };
-                        self.core.handle_datagram(now, from, &buf[..n]);
+                    while taken < RECV_BATCH {
+                        match self.socket.try_recv_batch(&mut batch).await {
+                            Ok(n) if n > 0 => taken += self.handle_batch(now, &batch),
+                            _ => break,
+                        }
                     }
                 }
                 () = sleep => {}
@@ -364,12 +372,7 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
             }
             self.core.flush(now);
             self.outputs();
-            while let Some(t) = self.core.poll_transmit() {
-                if let Err(e) = self.socket.send_to(&t.bytes, t.to).await {
-                    tracing::debug!(error = %e, to = %t.to, "tunnel socket send");
-                }
-                self.core.recycle(t.bytes);
-            }
+            self.transmit(&mut sending).await;
             if let Some((deadline, _)) = &self.shutdown {
                 if self.core.is_quiet() || now >= *deadline {
                     if let Err(e) = self.link.deregister().await {
@@ -381,6 +384,37 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                     tracing::info!("daemon stopped");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Feeds every datagram of `batch` to the core; returns how many there were.
+    fn handle_batch(&mut self, now: Instant, batch: &RecvBatch) -> usize {
+        let mut n = 0;
+        for (bytes, from) in batch.iter() {
+            self.core.handle_datagram(now, from, bytes);
+            n += 1;
+        }
+        n
+    }
+
+    /// Sends everything the core has queued, a batch at a time, and hands the buffers back.
+    async fn transmit(&mut self, sending: &mut Vec<Transmit>) {
+        loop {
+            while sending.len() < SEND_BATCH {
+                match self.core.poll_transmit() {
+                    Some(t) => sending.push(t),
+                    None => break,
+                }
+            }
+            if sending.is_empty() {
+                return;
+            }
+            if let Err(e) = self.socket.send_batch(&sending[..]).await {
+                tracing::debug!(error = %e, "tunnel socket send");
+            }
+            for t in sending.drain(..) {
+                self.core.recycle(t.bytes);
             }
         }
     }
@@ -540,5 +574,33 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
                 }
             }
         }
+    }
+}
+
+/// The addresses neighbours can reach the tunnel socket bound at `bound` on: that address if
+/// it is a concrete one, else the host's interface addresses of its family (loopback never).
+fn lan_candidates<N: Network>(net: &N, bound: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    let ip = bound.ip();
+    if ip.is_loopback() {
+        return Vec::new();
+    }
+    if !ip.is_unspecified() {
+        return vec![bound];
+    }
+    net.local_addresses()
+        .into_iter()
+        .filter(|a| !a.is_loopback() && (ip.is_ipv6() || a.is_ipv4()))
+        .map(|a| std::net::SocketAddr::new(a, bound.port()))
+        .collect()
+}
+
+/// The tunnel's datagrams go out through the seam's batch send.
+impl Outgoing for Transmit {
+    fn destination(&self) -> std::net::SocketAddr {
+        self.to
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes
     }
 }

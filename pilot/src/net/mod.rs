@@ -12,11 +12,16 @@
 //! - Persistent state: a [`Storage`], on disk with write-fsync-rename, or in memory with crash
 //!   semantics for the simulator.
 
+mod batch;
 mod clock;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod linux_udp;
 mod rng;
 mod storage;
 mod tokio_net;
 
+pub use batch::{Outgoing, RecvBatch, SLOT_LEN};
 pub use clock::{monotonic_now, FixedClock, SystemClock, WallClock};
 pub use rng::{os_seeded_rng, seeded_rng, Rng};
 pub use storage::{DiskStorage, MemStorage, Storage, StorageError};
@@ -49,6 +54,12 @@ pub trait Network: Clone + Send + Sync + 'static {
         &self,
         addr: SocketAddr,
     ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// This host's addresses on its networks (not loopback): what a socket bound to the
+    /// wildcard address can be reached at by neighbours, announced as LAN candidates. The
+    /// default knows none.
+    fn local_addresses(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
+    }
 }
 
 /// A bound UDP socket.
@@ -69,6 +80,82 @@ pub trait UdpSocket: Send + Sync + 'static {
     fn set_buffer_sizes(&self, bytes: usize) -> io::Result<()> {
         let _ = bytes;
         Ok(())
+    }
+
+    /// How many receive slots a [`RecvBatch`] for this socket should have: what one
+    /// [`recv_batch`](Self::recv_batch) can fill. The default fills one.
+    fn batch_slots(&self) -> usize {
+        1
+    }
+
+    /// Turns on receive offload (several datagrams of one sender per slot) where the
+    /// platform has it, and says whether it did. After it, receive only with
+    /// [`recv_batch`](Self::recv_batch) and [`try_recv_batch`](Self::try_recv_batch), which
+    /// split what the kernel merged. The default has none.
+    fn enable_receive_offload(&self) -> bool {
+        false
+    }
+
+    /// Receives into `batch` (emptied first), waiting until there is at least one datagram;
+    /// returns how many arrived. The default is one [`recv_from`](Self::recv_from).
+    fn recv_batch(&self, batch: &mut RecvBatch) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            batch.clear();
+            let Some(slot) = batch.free_slot() else {
+                return Ok(0);
+            };
+            let (n, from) = self.recv_from(slot).await?;
+            batch.push(n, n, from);
+            Ok(1)
+        }
+    }
+
+    /// Like [`recv_batch`](Self::recv_batch) but never waits: `Ok(0)` when nothing is
+    /// queued. The default polls [`recv_from`](Self::recv_from) once.
+    fn try_recv_batch(
+        &self,
+        batch: &mut RecvBatch,
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            batch.clear();
+            let Some(slot) = batch.free_slot() else {
+                return Ok(0);
+            };
+            let polled = tokio::select! {
+                biased;
+                r = self.recv_from(slot) => Some(r),
+                () = std::future::ready(()) => None,
+            };
+            match polled {
+                None => Ok(0),
+                Some(r) => {
+                    let (n, from) = r?;
+                    batch.push(n, n, from);
+                    Ok(1)
+                }
+            }
+        }
+    }
+
+    /// Sends every datagram of `batch`, in order. One the system refuses is skipped; the
+    /// first such error is returned once the rest were tried. The default sends them one
+    /// [`send_to`](Self::send_to) at a time.
+    fn send_batch<T: Outgoing + Sync>(
+        &self,
+        batch: &[T],
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            let mut first_error = None;
+            for datagram in batch {
+                if let Err(e) = self
+                    .send_to(datagram.payload(), datagram.destination())
+                    .await
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        }
     }
 }
 

@@ -7,14 +7,16 @@ mod receive;
 use super::config::TunnelConfig;
 use super::event::{AddPeerError, Received, SendError, TunnelEvent};
 use super::keycache::{KeyCache, Outstanding};
+use super::lan;
 use super::path::{PathAction, PeerPath, PeerRoute};
 use super::peer::Peer;
+use super::schedule::Schedule;
 use super::transmit::{Outbox, Transmit};
 use crate::crypto::{LocalKeys, RegistryKey};
 use crate::net::Rng;
 use crate::wire::tunnel::{AUTH_KEY_EXCHANGE_LEN, PILP, PILT};
 use crate::wire::{BeaconMessage, Datagram, Packet, TunnelFrame};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -65,6 +67,12 @@ pub struct Tunnel {
     punch_budget: (Option<Instant>, u32),
     /// Scratch for path actions.
     actions: Vec<PathAction>,
+    /// Our tunnel socket's private addresses, announced to peers behind our NAT.
+    local_candidates: Vec<SocketAddr>,
+    /// Each peer's next deadline.
+    schedule: Schedule,
+    /// Peers with packets waiting for a key.
+    waiting: BTreeSet<u32>,
 }
 
 fn encode_pila(keys: &LocalKeys, own: u32) -> [u8; AUTH_KEY_EXCHANGE_LEN] {
@@ -99,6 +107,9 @@ impl Tunnel {
             ready: VecDeque::new(),
             punch_budget: (None, 0),
             actions: Vec::new(),
+            local_candidates: Vec::new(),
+            schedule: Schedule::default(),
+            waiting: BTreeSet::new(),
         }
     }
 
@@ -166,6 +177,7 @@ impl Tunnel {
             self.peers.insert(node, Peer::new(node, path));
         }
         self.run_peer_timers(now, node);
+        self.settle();
         Ok(())
     }
 
@@ -182,6 +194,9 @@ impl Tunnel {
         if let Some(stashed) = self.keycache.take_stashed(node) {
             self.accept_pila(now, stashed, key);
         }
+        self.registration_checked(node, key);
+        self.schedule.touch(node);
+        self.settle();
         // Frames that came right behind the PILA can be opened now if it was accepted.
         for frame in self.deferred.remove(&node).unwrap_or_default() {
             if self.peers.contains_key(&node) {
@@ -203,6 +218,37 @@ impl Tunnel {
             peer.path.punch_now(now);
             self.run_peer_timers(now, node);
         }
+        self.settle();
+    }
+
+    /// Our tunnel socket's private addresses (its LAN candidates): announced, sealed, to every
+    /// keyed peer that seems to sit behind our NAT (its registry endpoint has our public IP), so
+    /// it can reach us without the NAT hairpinning. Unusable addresses (unspecified, port 0) are
+    /// skipped; at most [`super::path::MAX_LAN_CANDIDATES`] are kept.
+    pub fn set_local_candidates(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        let mut kept: Vec<SocketAddr> = Vec::new();
+        for addr in addrs.iter().filter(|a| lan::usable(a)) {
+            if !kept.contains(addr) && kept.len() < super::path::MAX_LAN_CANDIDATES {
+                kept.push(*addr);
+            }
+        }
+        if kept == self.local_candidates {
+            return;
+        }
+        self.local_candidates = kept;
+        let nodes: Vec<u32> = self.peers.keys().copied().collect();
+        for node in nodes {
+            if let Some(peer) = self.peers.get_mut(&node) {
+                peer.lan_announced = false;
+            }
+            self.announce_lan(now, node, false);
+        }
+        self.settle();
+    }
+
+    /// Our LAN candidates.
+    pub fn local_candidates(&self) -> &[SocketAddr] {
+        &self.local_candidates
     }
 
     /// Our node ID changed (re-registration, `spec/wire.md` §7.9): peers know us under the old
@@ -215,17 +261,20 @@ impl Tunnel {
         self.own = node;
         self.pila = encode_pila(&self.keys, node);
         self.peers.remove(&node);
+        self.schedule.touch(node);
         let nodes: Vec<u32> = self.peers.keys().copied().collect();
         for peer_node in nodes {
             if let Some(peer) = self.peers.get_mut(&peer_node) {
                 peer.key_exchange_sent(now);
                 peer.path.expect_answer(now);
             }
+            self.schedule.touch(peer_node);
             self.send_key_exchange(now, peer_node);
         }
         if self.config.beacon.is_some() {
             self.discover_request(now);
         }
+        self.settle();
     }
 
     /// Forgets `node` (trust revoked): keys, path, queued packets, cached registry key.
@@ -240,6 +289,8 @@ impl Tunnel {
         for (_, _, frame) in self.deferred.remove(&node).unwrap_or_default() {
             self.outbox.recycle(frame);
         }
+        self.schedule.touch(node);
+        self.settle();
     }
 
     /// Queues a Discover to the beacon (from the tunnel socket, so the endpoint it observes is
@@ -258,6 +309,12 @@ impl Tunnel {
     /// Sends an encoded Pilot packet to `node`: sealed along its route, or queued until a key
     /// is agreed (never as plaintext when encryption is on, Q5/Q23).
     pub fn send(&mut self, now: Instant, node: u32, packet: &[u8]) -> Result<(), SendError> {
+        let sent = self.send_inner(now, node, packet);
+        self.settle();
+        sent
+    }
+
+    fn send_inner(&mut self, now: Instant, node: u32, packet: &[u8]) -> Result<(), SendError> {
         let beacon = self.config.beacon;
         let peer = self
             .peers
@@ -268,16 +325,10 @@ impl Tunnel {
             return self.transmit_packet(now, node, packet, true, None);
         }
         // No key yet: queue, and (rate-limited) make sure our key exchange is under way.
-        if peer.pending.is_empty() {
-            let waiting = self
-                .peers
-                .values()
-                .filter(|p| !p.pending.is_empty())
-                .count();
-            if waiting >= self.config.limits.pending_peers {
-                return Err(SendError::PendingFull(node));
-            }
+        if peer.pending.is_empty() && self.waiting.len() >= self.config.limits.pending_peers {
+            return Err(SendError::PendingFull(node));
         }
+        self.schedule.touch(node);
         let peer = self
             .peers
             .get_mut(&node)
@@ -309,6 +360,18 @@ impl Tunnel {
         bytes: &'a [u8],
         plain: &'a mut [u8],
     ) -> Option<Received<'a>> {
+        let received = self.handle_datagram_inner(now, from, bytes, plain);
+        self.settle();
+        received
+    }
+
+    fn handle_datagram_inner<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &'a [u8],
+        plain: &'a mut [u8],
+    ) -> Option<Received<'a>> {
         match Datagram::decode(bytes).ok()? {
             Datagram::Beacon(message) => {
                 // Only the configured beacon speaks for the beacon (Q12, Q13).
@@ -320,6 +383,12 @@ impl Tunnel {
                         if self.public_endpoint != Some(endpoint) {
                             self.public_endpoint = Some(endpoint);
                             self.events.push_back(TunnelEvent::PublicEndpoint(endpoint));
+                            // Peers behind the same NAT may only now be recognised as such.
+                            let nodes: Vec<u32> = self.peers.keys().copied().collect();
+                            for node in nodes {
+                                self.schedule.touch(node);
+                                self.announce_lan(now, node, false);
+                            }
                         }
                         None
                     }
@@ -360,51 +429,79 @@ impl Tunnel {
             }
             keep
         });
-        let timing = &self.config.timing;
-        let due: Vec<u32> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.path.poll_timeout(timing).is_some_and(|t| t <= now)
-                    || p.pending
-                        .next_expiry(timing.pending_ttl)
-                        .is_some_and(|t| t <= now)
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        for node in due {
+        // Only the peers whose deadline came: timers cost what they do, not the table size.
+        // In node order, timers first and then idle expiry, so runs replay as before.
+        let mut due = self.schedule.due(now);
+        due.sort_unstable();
+        for &node in &due {
             self.run_peer_timers(now, node);
         }
-        self.expire_idle_peers(now);
+        for node in due {
+            self.expire_if_idle(now, node);
+        }
+        self.settle();
     }
 
-    /// Forgets peers idle for `peer_idle_expiry` with nothing queued for them.
-    fn expire_idle_peers(&mut self, now: Instant) {
+    /// Forgets `node` if idle for `peer_idle_expiry` with nothing queued for it.
+    fn expire_if_idle(&mut self, now: Instant, node: u32) {
         let timing = &self.config.timing;
-        let idle: Vec<u32> = self
+        let idle = self
             .peers
-            .iter()
-            .filter(|(_, p)| p.pending.is_empty() && p.path.idle_deadline(timing) <= now)
-            .map(|(n, _)| *n)
-            .collect();
-        for node in idle {
+            .get(&node)
+            .is_some_and(|p| p.pending.is_empty() && p.path.idle_deadline(timing) <= now);
+        if idle {
             self.peers.remove(&node);
+            self.schedule.touch(node);
             self.events.push_back(TunnelEvent::PeerExpired { node });
+        }
+    }
+
+    /// Recomputes the deadlines (and the waiting set) of the peers touched by this input.
+    fn settle(&mut self) {
+        let timing = &self.config.timing;
+        for node in self.schedule.take_touched() {
+            let peer = self.peers.get(&node);
+            self.schedule
+                .set(node, peer.and_then(|p| peer_deadline(p, timing)));
+            if peer.is_some_and(|p| !p.pending.is_empty()) {
+                self.waiting.insert(node);
+            } else {
+                self.waiting.remove(&node);
+            }
         }
     }
 
     /// The next instant [`Tunnel::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timing = &self.config.timing;
-        let peers = self.peers.values().flat_map(|p| {
-            [
-                p.path.poll_timeout(timing),
-                p.pending.next_expiry(timing.pending_ttl),
-                Some(p.path.idle_deadline(timing)),
-            ]
-        });
+        #[cfg(test)]
+        self.check_schedule();
         let punched = self.punched.front().map(|(t, _)| *t + PUNCH_MEMORY);
-        peers.chain([self.next_discover, punched]).flatten().min()
+        [self.schedule.next(), self.next_discover, punched]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Tests: the schedule and the waiting set agree with a scan of every peer.
+    #[cfg(test)]
+    fn check_schedule(&self) {
+        let timing = &self.config.timing;
+        for (node, peer) in &self.peers {
+            assert_eq!(
+                self.schedule.get(*node),
+                peer_deadline(peer, timing),
+                "deadline of peer {node} is stale"
+            );
+            assert_eq!(self.waiting.contains(node), !peer.pending.is_empty());
+        }
+        assert_eq!(
+            self.schedule.len(),
+            self.peers
+                .values()
+                .filter(|p| peer_deadline(p, timing).is_some())
+                .count(),
+            "deadlines of forgotten peers remain"
+        );
     }
 
     /// The next datagram to send.
@@ -426,6 +523,16 @@ impl Tunnel {
     /// (sealed frames right behind a `PILA` that waited for [`Tunnel::on_registry_key`]).
     /// Call after `on_registry_key` until `None`.
     pub fn poll_received<'a>(&mut self, now: Instant, plain: &'a mut [u8]) -> Option<Received<'a>> {
+        let received = self.poll_received_inner(now, plain);
+        self.settle();
+        received
+    }
+
+    fn poll_received_inner<'a>(
+        &mut self,
+        now: Instant,
+        plain: &'a mut [u8],
+    ) -> Option<Received<'a>> {
         while let Some((from, relayed, frame)) = self.ready.pop_front() {
             let got = match TunnelFrame::decode(&frame) {
                 Ok(TunnelFrame::Sealed(sealed)) => {
@@ -456,6 +563,7 @@ impl Tunnel {
 
     /// Runs `node`'s path timers and pending-queue expiry, and carries out what they ask.
     fn run_peer_timers(&mut self, now: Instant, node: u32) {
+        self.schedule.touch(node);
         let relay = self.config.beacon.is_some();
         let timing = &self.config.timing;
         let mut actions = std::mem::take(&mut self.actions);
@@ -485,8 +593,16 @@ impl Tunnel {
                         peer.key_exchange_sent(now);
                     }
                     self.send_key_exchange(now, node);
+                    // The peer is silent: it may be gone for good, so ask the registry too.
+                    self.check_registration(now, node);
                 }
                 PathAction::PunchRequest => {
+                    // A punch attempt retries our LAN announcement too (it may have been lost,
+                    // or the path to the peer's LAN changed).
+                    if let Some(peer) = self.peers.get_mut(&node) {
+                        peer.lan_announced = false;
+                    }
+                    self.announce_lan(now, node, false);
                     if let Some(beacon) = self.config.beacon {
                         let mut buffer = self.outbox.buffer();
                         BeaconMessage::PunchRequest {
@@ -522,6 +638,7 @@ impl Tunnel {
         to: Option<SocketAddr>,
     ) -> Result<(), SendError> {
         let (beacon, own) = (self.config.beacon, self.own);
+        self.schedule.touch(node);
         let peer = self
             .peers
             .get_mut(&node)
@@ -566,6 +683,71 @@ impl Tunnel {
         let _ = self.transmit_packet(now, node, &proof, false, to);
     }
 
+    /// Asks the daemon to look `node` up in the registry (deduplicated, like key lookups): if
+    /// its registration lapsed, [`Tunnel::on_registry_key`] with `NotRegistered` forgets it.
+    fn check_registration(&mut self, now: Instant, node: u32) {
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        peer.checking_registration = true;
+        let limits = &self.config.limits;
+        let retry = self.config.timing.lookup_retry;
+        if self
+            .keycache
+            .should_ask(now, node, retry, limits.outstanding_lookups)
+        {
+            self.events.push_back(TunnelEvent::NeedRegistryKey(node));
+        }
+    }
+
+    /// The registry answered about `node`: a silent peer it no longer knows is gone.
+    fn registration_checked(&mut self, node: u32, key: RegistryKey) {
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        match key {
+            RegistryKey::NotRegistered if peer.checking_registration => {
+                tracing::info!(node, "silent peer no longer registered: forgotten");
+                self.remove_peer(node);
+                self.events.push_back(TunnelEvent::PeerGone { node });
+            }
+            RegistryKey::Known(_) => peer.checking_registration = false,
+            _ => {}
+        }
+    }
+
+    /// Announces our LAN candidates to `node` along its route, once per key, if it is keyed
+    /// and seems to be behind our NAT (or `answer`: it announced its own to us).
+    fn announce_lan(&mut self, now: Instant, node: u32, answer: bool) {
+        let public = self.public_endpoint;
+        let Some(peer) = self.peers.get(&node) else {
+            return;
+        };
+        if !self.config.encryption
+            || self.local_candidates.is_empty()
+            || peer.lan_announced
+            || !peer.crypto.is_keyed()
+            || !(answer || public.is_some_and(|p| same_public_ip(&peer.path, p)))
+        {
+            return;
+        }
+        let mut payload = Vec::new();
+        lan::encode(&self.local_candidates, &mut payload);
+        let header = control_header(self.own, node);
+        let mut packet = Vec::with_capacity(crate::wire::HEADER_LEN + payload.len());
+        if header.encode_packet(&payload, &mut packet).is_err() {
+            return;
+        }
+        if self
+            .transmit_packet(now, node, &packet, false, None)
+            .is_ok()
+        {
+            if let Some(peer) = self.peers.get_mut(&node) {
+                peer.lan_announced = true;
+            }
+        }
+    }
+
     /// Sends our key-exchange frame to `node` along its route (callers apply rate limits).
     fn send_key_exchange(&mut self, _now: Instant, node: u32) {
         if !self.config.encryption {
@@ -587,7 +769,7 @@ impl Tunnel {
     /// Seals and sends everything queued for `node`.
     fn flush_pending(&mut self, now: Instant, node: u32) {
         while let Some(packet) = self.peers.get_mut(&node).and_then(|p| p.pending.pop()) {
-            let result = self.send(now, node, &packet);
+            let result = self.send_inner(now, node, &packet);
             self.outbox.recycle(packet);
             if result.is_err() {
                 break;
@@ -601,28 +783,66 @@ impl Tunnel {
 /// "control" port.
 const PATH_PROOF_PORT: u16 = 1;
 
-/// A path proof from `own` to `peer`: an empty control packet between the path-proof ports.
-/// Sealed, it is fresh and authenticated, so the peer may confirm the path it came along.
-fn path_proof(own: u32, peer: u32) -> [u8; crate::wire::HEADER_LEN] {
-    let header = crate::wire::Header {
+/// The header of the tunnel's own control packets from `own` to `peer`: control, between the
+/// path-proof ports.
+fn control_header(own: u32, peer: u32) -> crate::wire::Header {
+    crate::wire::Header {
         protocol: crate::wire::Protocol::CONTROL,
         src: crate::wire::Addr::backbone(own),
         dst: crate::wire::Addr::backbone(peer),
         src_port: PATH_PROOF_PORT,
         dst_port: PATH_PROOF_PORT,
         ..crate::wire::Header::default()
-    };
-    // An empty payload always fits.
-    header.encode(&[]).unwrap_or([0; crate::wire::HEADER_LEN])
+    }
 }
 
-/// Whether `packet` is a path proof, consumed by the tunnel rather than routed.
-fn is_path_proof(packet: &Packet<'_>) -> bool {
+/// A path proof from `own` to `peer`: an empty control packet between the path-proof ports.
+/// Sealed, it is fresh and authenticated, so the peer may confirm the path it came along.
+fn path_proof(own: u32, peer: u32) -> [u8; crate::wire::HEADER_LEN] {
+    // An empty payload always fits.
+    control_header(own, peer)
+        .encode(&[])
+        .unwrap_or([0; crate::wire::HEADER_LEN])
+}
+
+/// Whether `packet` is one of the tunnel's own control packets (a path proof when empty, a LAN
+/// announcement otherwise), consumed by the tunnel rather than routed.
+fn is_tunnel_control(packet: &Packet<'_>) -> bool {
     let h = &packet.header;
     h.protocol == crate::wire::Protocol::CONTROL
         && h.src_port == PATH_PROOF_PORT
         && h.dst_port == PATH_PROOF_PORT
-        && packet.payload.is_empty()
+}
+
+/// Whether the peer on `path` seems to sit behind the NAT whose public endpoint is `public`:
+/// an address we know it by has that IP.
+fn same_public_ip(path: &PeerPath, public: SocketAddr) -> bool {
+    let direct = match path.route() {
+        PeerRoute::Direct(addr) => Some(addr),
+        _ => None,
+    };
+    path.candidates()
+        .iter()
+        .copied()
+        .chain(direct)
+        .any(|a| a.ip() == public.ip())
+}
+
+/// The next instant `peer` has timer work: its path's timers, its oldest queued packet's
+/// expiry, or (nothing queued) its idle expiry.
+fn peer_deadline(peer: &Peer, timing: &super::config::Timing) -> Option<Instant> {
+    let idle = peer
+        .pending
+        .is_empty()
+        .then(|| peer.path.idle_deadline(timing));
+    [
+        peer.path.poll_timeout(timing),
+        peer.pending.next_expiry(timing.pending_ttl),
+        idle,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// Where frames to a peer on `path` go now.

@@ -38,6 +38,12 @@ pub enum TunnelEvent {
         /// The peer.
         node: u32,
     },
+    /// A peer that went silent is no longer registered (its registration lapsed, or it
+    /// deregistered): it was forgotten. Connections to it cannot complete; fail them.
+    PeerGone {
+        /// The peer.
+        node: u32,
+    },
 }
 
 /// A packet from a peer, for the router.

@@ -12,7 +12,9 @@
 //! - [`path`]: [`PeerPath`], the per-peer route state machine.
 //! - [`peer`]: what is held per peer.
 //! - [`pending`]: packets waiting for a key.
+//! - [`schedule`]: each peer's next deadline, so timers scale with the work.
 //! - [`keycache`]: registry keys, outstanding lookups, `PILA`s waiting for a key.
+//! - [`lan`]: LAN candidates announced to peers behind the same NAT.
 //! - [`transmit`]: outgoing datagrams and their reusable buffers.
 //! - [`event`]: what the tunnel tells the daemon: events, received packets, errors.
 //! - `engine`: the [`Tunnel`] itself (state, inputs, sending, timers; receiving in
@@ -22,9 +24,11 @@ pub mod config;
 mod engine;
 pub mod event;
 pub mod keycache;
+pub mod lan;
 pub mod path;
 pub mod peer;
 pub mod pending;
+pub mod schedule;
 pub mod transmit;
 
 pub use config::{Limits, Timing, TunnelConfig};

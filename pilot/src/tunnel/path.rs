@@ -13,6 +13,9 @@
 //! 4. A direct path idle for `keepalive_interval` gets a `PILP`, while it saw traffic within
 //!    `active_window`; data left unanswered for `dead_after` declares it dead: relay, probe.
 //! 5. Data left unanswered for `silence_rekey` re-sends our `PILA` (the peer may have restarted).
+//! 6. LAN candidates the peer announced (it sits behind our NAT) are probed beside the rest; a
+//!    direct path on one of them is preferred: frames from the peer's other addresses do not
+//!    move the path off it, and a working path elsewhere is kept while they are tried.
 
 use super::config::Timing;
 use std::net::SocketAddr;
@@ -42,11 +45,17 @@ pub enum PathAction {
     Keepalive(SocketAddr),
 }
 
+/// LAN candidates remembered per peer (what one announcement carries at most).
+pub const MAX_LAN_CANDIDATES: usize = 4;
+
 /// An active round of probes.
 #[derive(Clone, Copy, Debug)]
 struct ProbeWindow {
     next: Instant,
     until: Instant,
+    /// Looking for a LAN path beside a working direct one: only LAN candidates are probed,
+    /// and the direct path is kept if none answers.
+    upgrade: bool,
 }
 
 /// The path state of one peer.
@@ -55,6 +64,8 @@ pub struct PeerPath {
     route: PeerRoute,
     /// Addresses the peer may be reached at, oldest first (registry, punch commands, sources).
     candidates: Vec<SocketAddr>,
+    /// Private addresses the peer announced (it sits behind our NAT), preferred when they answer.
+    lan: Vec<SocketAddr>,
     probe: Option<ProbeWindow>,
     /// When to start the next punch attempt (Punch Request and probe window).
     punch_at: Option<Instant>,
@@ -80,6 +91,7 @@ impl PeerPath {
         PeerPath {
             route: PeerRoute::Probing,
             candidates: candidate.into_iter().collect(),
+            lan: Vec::new(),
             probe: None,
             punch_at: Some(now),
             punch_backoff: timing.punch_retry,
@@ -132,7 +144,50 @@ impl PeerPath {
 
     /// Whether `addr` is one we probe (or were told about).
     pub fn is_candidate(&self, addr: SocketAddr) -> bool {
-        self.candidates.contains(&addr)
+        self.candidates.contains(&addr) || self.is_lan(addr)
+    }
+
+    /// The LAN candidates the peer announced.
+    pub fn lan_candidates(&self) -> &[SocketAddr] {
+        &self.lan
+    }
+
+    /// Whether `addr` is a LAN candidate the peer announced.
+    pub fn is_lan(&self, addr: SocketAddr) -> bool {
+        self.lan.contains(&addr)
+    }
+
+    /// Whether the path is direct on a LAN candidate.
+    pub fn on_lan(&self) -> bool {
+        matches!(self.route, PeerRoute::Direct(addr) if self.is_lan(addr))
+    }
+
+    /// The peer announced `addrs` as its LAN addresses (at most [`MAX_LAN_CANDIDATES`] kept,
+    /// replacing earlier ones). Unless the path is already on one of them, they are probed
+    /// from now: beside a working direct path (which stays if none answers), or as a punch
+    /// attempt otherwise.
+    pub fn set_lan_candidates(&mut self, now: Instant, addrs: &[SocketAddr], timing: &Timing) {
+        self.lan.clear();
+        for &addr in addrs {
+            if !self.lan.contains(&addr) && self.lan.len() < MAX_LAN_CANDIDATES {
+                self.lan.push(addr);
+            }
+        }
+        if self.lan.is_empty() || self.on_lan() {
+            return;
+        }
+        match self.route {
+            PeerRoute::Direct(_) => {
+                if self.probe.is_none() {
+                    self.probe = Some(ProbeWindow {
+                        next: now,
+                        until: now + timing.probe_window,
+                        upgrade: true,
+                    });
+                }
+            }
+            _ => self.punch_now(now),
+        }
     }
 
     /// Whether a probe window is running.
@@ -189,8 +244,25 @@ impl PeerPath {
         self.silence_next = None;
         self.silence_backoff = timing.silence_rekey;
         match from {
+            Some(addr) if confirms && self.on_lan() && !self.is_lan(addr) => {
+                // The peer also reaches us another way (its NAT hairpins, or a frame took the
+                // long way round): the LAN path stays, until it goes dead.
+            }
+            Some(addr)
+                if confirms && !self.is_lan(addr) && self.probe.is_some_and(|p| p.upgrade) =>
+            {
+                // The current direct path answers while its LAN candidates are tried: move
+                // (a rebinding is still followed) but keep looking.
+                if !self.candidates.contains(&addr) {
+                    self.add_candidate(addr, limit);
+                }
+                self.route = PeerRoute::Direct(addr);
+                return before != self.route;
+            }
             Some(addr) if confirms => {
-                self.add_candidate(addr, limit);
+                if !self.is_lan(addr) {
+                    self.add_candidate(addr, limit);
+                }
                 self.route = PeerRoute::Direct(addr);
                 self.probe = None;
                 self.punch_at = None;
@@ -233,6 +305,12 @@ impl PeerPath {
             self.unanswered_since = Some(now);
             self.silence_next = Some(now + self.silence_backoff);
         }
+    }
+
+    /// How long data to the peer has gone unanswered, if it has.
+    pub fn unanswered_for(&self, now: Instant) -> Option<Duration> {
+        self.unanswered_since
+            .map(|t| now.saturating_duration_since(t))
     }
 
     /// Whether we are waiting for the peer to answer (probing, or data unanswered).
@@ -306,15 +384,23 @@ impl PeerPath {
             if relay {
                 out.push(PathAction::PunchRequest);
             }
-            if self.probe.is_none() {
-                self.probe = Some(ProbeWindow {
-                    next: now,
-                    until: now + timing.probe_window,
-                });
+            match self.probe.as_mut() {
+                // A punch attempt takes over a LAN search: every candidate is probed now.
+                Some(probe) => probe.upgrade = false,
+                None => {
+                    self.probe = Some(ProbeWindow {
+                        next: now,
+                        until: now + timing.probe_window,
+                        upgrade: false,
+                    })
+                }
             }
         }
         if let Some(probe) = self.probe.as_mut() {
-            if now >= probe.until {
+            if now >= probe.until && probe.upgrade {
+                // No LAN candidate answered: the direct path in use stays.
+                self.probe = None;
+            } else if now >= probe.until {
                 self.probe = None;
                 // A confirming frame ends the window early, so a path still `Direct` here was
                 // being revalidated and nothing confirmed it: it is stale.
@@ -335,7 +421,18 @@ impl PeerPath {
                     self.punch_backoff = (self.punch_backoff * 2).min(timing.punch_retry_max);
                 }
             } else if now >= probe.next {
-                out.extend(self.candidates.iter().map(|&addr| PathAction::Probe(addr)));
+                let others = if probe.upgrade {
+                    &[][..]
+                } else {
+                    &self.candidates[..]
+                };
+                let lan = self.lan.iter().filter(|a| !self.candidates.contains(a));
+                out.extend(
+                    others
+                        .iter()
+                        .chain(lan)
+                        .map(|&addr| PathAction::Probe(addr)),
+                );
                 while probe.next <= now {
                     probe.next += timing.probe_interval.max(Duration::from_millis(1));
                 }
@@ -467,6 +564,129 @@ mod tests {
         assert_eq!(rekeys, [3, 9, 21, 45]);
         assert_eq!(path.route(), PeerRoute::Relay);
         assert!(seen.contains(&(Duration::from_secs(45), PathAction::PunchRequest)));
+    }
+
+    fn lan(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 1, 0, 2], port))
+    }
+
+    /// Probes in `actions` by address.
+    fn probed(actions: &[PathAction]) -> Vec<SocketAddr> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                PathAction::Probe(addr) => Some(*addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lan_candidate_that_answers_replaces_a_working_direct_path() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
+        path.set_lan_candidates(t0, &[lan(4000)], &timing);
+        let mut out = Vec::new();
+        path.handle_timeout(t0, true, &timing, &mut out);
+        assert_eq!(
+            probed(&out),
+            [lan(4000)],
+            "only the LAN candidate is probed"
+        );
+        assert!(
+            !out.contains(&PathAction::PunchRequest),
+            "no punch: a path works"
+        );
+        // The public path answers first (a hairpin): it stays, the search goes on.
+        assert!(!path.on_authenticated(t0, Some(addr(1)), true, true, &timing, 8));
+        assert!(path.is_probing());
+        let t1 = t0 + Duration::from_millis(5);
+        assert!(path.on_authenticated(t1, Some(lan(4000)), true, true, &timing, 8));
+        assert_eq!(path.route(), PeerRoute::Direct(lan(4000)));
+        assert!(path.on_lan() && !path.is_probing());
+        // Fresh frames by the hairpin do not move the path off the LAN.
+        path.on_authenticated(t1, Some(addr(1)), true, true, &timing, 8);
+        assert_eq!(path.route(), PeerRoute::Direct(lan(4000)));
+    }
+
+    #[test]
+    fn lan_candidates_that_do_not_answer_leave_the_direct_path_alone() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
+        path.on_data_sent(t0, &timing);
+        path.set_lan_candidates(t0, &[lan(4000), lan(4001)], &timing);
+        let seen = run(&mut path, t0, t0 + timing.probe_window, true);
+        let probes: Vec<_> = seen
+            .iter()
+            .filter_map(|(_, a)| match a {
+                PathAction::Probe(addr) => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        assert!(probes.len() >= 10 && probes.iter().all(|a| a.ip() == lan(0).ip()));
+        assert!(!path.is_probing(), "the window ended");
+        assert_eq!(path.route(), PeerRoute::Direct(addr(1)), "kept");
+    }
+
+    #[test]
+    fn a_relayed_peer_with_lan_candidates_punches_them_now() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, None, &timing);
+        assert_eq!(path.route(), PeerRoute::Relay);
+        path.set_lan_candidates(t0, &[lan(4000)], &timing);
+        let mut out = Vec::new();
+        path.handle_timeout(t0, true, &timing, &mut out);
+        assert!(probed(&out).contains(&lan(4000)));
+        assert!(out.contains(&PathAction::PunchRequest));
+        path.on_authenticated(t0, Some(lan(4000)), true, true, &timing, 8);
+        assert!(path.on_lan());
+    }
+
+    #[test]
+    fn a_dead_lan_path_falls_back_and_any_candidate_may_take_over() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
+        path.set_lan_candidates(t0, &[lan(4000)], &timing);
+        path.on_authenticated(t0, Some(lan(4000)), true, true, &timing, 8);
+        assert!(path.on_lan());
+        // The peer left the LAN: data goes unanswered until the path is declared dead.
+        path.on_data_sent(t0, &timing);
+        let dead = t0 + timing.dead_after;
+        let seen = run(&mut path, t0, dead, true);
+        assert_eq!(path.route(), PeerRoute::Relay);
+        let probes: Vec<_> = seen
+            .iter()
+            .filter_map(|(_, a)| match a {
+                PathAction::Probe(addr) => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        assert!(probes.contains(&addr(1)) && probes.contains(&lan(4000)));
+        // Its public address answers: the path moves there.
+        path.on_authenticated(dead, Some(addr(1)), true, true, &timing, 8);
+        assert_eq!(path.route(), PeerRoute::Direct(addr(1)));
+    }
+
+    #[test]
+    fn lan_candidates_are_bounded_and_replaced() {
+        let t0 = Instant::now();
+        let timing = Timing::default();
+        let mut path = PeerPath::new(t0, Some(addr(1)), &timing);
+        let many: Vec<_> = (4000..4010).map(lan).collect();
+        path.set_lan_candidates(t0, &many, &timing);
+        assert_eq!(path.lan_candidates(), &many[..MAX_LAN_CANDIDATES]);
+        path.set_lan_candidates(t0, &[lan(5000)], &timing);
+        assert_eq!(path.lan_candidates(), [lan(5000)]);
+        assert!(path.is_candidate(lan(5000)) && !path.is_candidate(lan(4000)));
+        assert_eq!(
+            path.candidates(),
+            [addr(1)],
+            "the registry's address stays first"
+        );
     }
 
     #[test]

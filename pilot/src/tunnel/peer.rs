@@ -19,6 +19,10 @@ pub struct Peer {
     /// Whether the peer proved it holds the agreed key (we opened a `PILS` from it since the
     /// key was agreed). Until then its key exchanges are answered: our reply may have been lost.
     pub key_proven: bool,
+    /// Whether our LAN candidates went to the peer under the current key.
+    pub lan_announced: bool,
+    /// Whether the peer went silent and the registry was asked whether it is still registered.
+    pub checking_registration: bool,
 }
 
 impl Peer {
@@ -30,6 +34,8 @@ impl Peer {
             pending: PendingQueue::default(),
             last_key_exchange: None,
             key_proven: false,
+            lan_announced: false,
+            checking_registration: false,
         }
     }
 

@@ -261,6 +261,11 @@ impl Network for SimNet {
     async fn connect_tcp(&self, addr: SocketAddr) -> io::Result<SimStream> {
         tcp::connect(self, v4(addr)?, true).await
     }
+
+    /// The host's one address on its network (private behind a NAT box).
+    fn local_addresses(&self) -> Vec<std::net::IpAddr> {
+        vec![self.addr().into()]
+    }
 }
 
 impl SimNet {

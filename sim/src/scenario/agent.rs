@@ -53,6 +53,8 @@ pub(crate) struct Reports {
     pub daemon_info: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Echo exchanges, in completion order.
     pub echoes: Mutex<Vec<super::daemon::EchoResult>>,
+    /// Echo exchanges as their daemon took them on: tag, daemon host, when.
+    pub echoes_issued: Mutex<Vec<(String, String, std::time::Duration)>>,
     /// Data-exchange sends, in completion order.
     pub sends: Mutex<Vec<super::exchange::SendRecord>>,
     /// Event-stream subscriptions, by tag.

@@ -381,7 +381,12 @@ impl Scenario {
             for n in e.daemons() {
                 daemon(n, &what)?;
             }
-            if let Expectation::Echoed { tag } = e {
+            if let Expectation::Echoed { tag }
+            | Expectation::EchoFailed { tag, .. }
+            | Expectation::EchoIntact { tag }
+            | Expectation::EchoEnded { tag }
+            | Expectation::NotEchoed { tag } = e
+            {
                 if !echoes.contains(tag.as_str()) {
                     return Err(invalid(
                         format!("{what} names echo {tag:?}, which no echo action tags"),

@@ -51,6 +51,8 @@ pub(crate) struct Spec {
     pub tripwire: super::mailbox::Tripwire,
     /// The task folders, kept across crashes (`None`: task submit is off).
     pub tasks: Option<pilot::services::tasks::TaskDirs>,
+    /// A bug planted on purpose in this host's application side (tests of the swarm search).
+    pub planted_bug: Option<super::PlantedBug>,
 }
 
 /// What the runner asks a daemon to do.
@@ -60,8 +62,14 @@ pub(crate) enum DaemonOp {
     Handshake { peer: String },
     /// Approve `peer`'s request once it has arrived.
     Approve { peer: String },
-    /// Send `bytes` to `peer`'s echo service and read them back.
-    Echo { peer: String, bytes: usize },
+    /// Send `bytes` to `peer`'s echo service and read them back. With `expect_failure` (an
+    /// `echo-failed` expectation names it), its error is judged there, not reported as the
+    /// host's.
+    Echo {
+        peer: String,
+        bytes: usize,
+        expect_failure: bool,
+    },
     /// Send a message or a file through data exchange (runs beside later operations).
     Send(super::exchange::SendPlan),
     /// Subscribe to a peer's event stream and record events (runs beside later operations).
@@ -163,12 +171,13 @@ pub(crate) async fn run(
     let (ops, mut queue) = tokio::sync::mpsc::unbounded_channel::<DaemonRequest>();
     // Operations run one after another, in script order, beside the command loop.
     {
-        let (net, handle, reports, name, task_dirs) = (
+        let (net, handle, reports, name, task_dirs, planted) = (
             net.clone(),
             handle.clone(),
             reports.clone(),
             name.clone(),
             spec.tasks.clone(),
+            spec.planted_bug,
         );
         tokio::spawn(async move {
             while let Some(r) = queue.recv().await {
@@ -180,7 +189,16 @@ pub(crate) async fn run(
                     DaemonOp::Subscribe(plan) => {
                         tokio::spawn(pubsub::subscribe(beside.0, beside.1, beside.2, plan));
                     }
-                    _ => perform(&net, &handle, &reports, &name, task_dirs.as_ref(), r).await,
+                    _ => {
+                        let host = Host {
+                            net: &net,
+                            handle: &handle,
+                            reports: &reports,
+                            name: &name,
+                            planted,
+                        };
+                        perform(host, task_dirs.as_ref(), r).await
+                    }
                 }
             }
         });
@@ -188,6 +206,10 @@ pub(crate) async fn run(
     while let Some(command) = commands.recv().await {
         match command {
             Command::Daemon(r) => {
+                if let (DaemonOp::Echo { .. }, Some(tag)) = (&r.op, &r.tag) {
+                    let issued = (tag.clone(), name.clone(), trace::now());
+                    lock(&reports.echoes_issued).push(issued);
+                }
                 let _ = ops.send(r);
             }
             Command::Inspect => {
@@ -211,14 +233,28 @@ pub(crate) fn peer_id(reports: &Reports, peer: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{peer} has no node ID (is its daemon up?)"))
 }
 
+/// What an operation runs on: one daemon host's parts.
+#[derive(Clone, Copy)]
+struct Host<'a> {
+    net: &'a SimNet,
+    handle: &'a DaemonHandle,
+    reports: &'a Reports,
+    name: &'a str,
+    planted: Option<super::PlantedBug>,
+}
+
 async fn perform(
-    net: &SimNet,
-    handle: &DaemonHandle,
-    reports: &Reports,
-    name: &str,
+    host: Host<'_>,
     task_dirs: Option<&pilot::services::tasks::TaskDirs>,
     request: DaemonRequest,
 ) {
+    let Host {
+        net,
+        handle,
+        reports,
+        name,
+        ..
+    } = host;
     let label = request
         .tag
         .clone()
@@ -240,9 +276,14 @@ async fn perform(
                 .map(|_| format!("approved {peer}")),
             Err(e) => Err(e),
         },
-        DaemonOp::Echo { peer, bytes } => {
-            let r = echo(handle, reports, name, peer, *bytes, &label).await;
+        DaemonOp::Echo {
+            peer,
+            bytes,
+            expect_failure,
+        } => {
+            let r = echo(host, peer, *bytes, &label).await;
             let text = match (&r.error, r.first_byte, r.done) {
+                (Some(e), _, _) if *expect_failure => Ok(format!("failed as expected: {e}")),
                 (Some(e), _, _) => Err(e.clone()),
                 (None, Some(f), Some(d)) => Ok(format!(
                     "{} bytes echoed by {peer}: first byte after {} ms, all after {} ms",
@@ -300,14 +341,17 @@ async fn approve(handle: &DaemonHandle, node: u32) -> Result<(), String> {
 }
 
 /// Dials `peer`'s echo port, sends `bytes` of a pattern and reads them back.
-async fn echo(
-    handle: &DaemonHandle,
-    reports: &Reports,
-    name: &str,
-    peer: &str,
-    bytes: usize,
-    tag: &str,
-) -> EchoResult {
+async fn echo(host: Host<'_>, peer: &str, bytes: usize, tag: &str) -> EchoResult {
+    let Host {
+        handle,
+        reports,
+        name,
+        planted,
+        ..
+    } = host;
+    let mut reorder = (planted == Some(super::PlantedBug::EchoReorder)
+        && bytes > PLANTED_REORDER_ABOVE)
+        .then(PlantedReorder::default);
     let started = trace::now();
     let mut result = EchoResult {
         tag: tag.to_string(),
@@ -329,13 +373,25 @@ async fn echo(
         while got < bytes {
             match session.next_event().await {
                 Some(ClientEvent::Recv { conn: c, data }) if c == conn => {
+                    let data = match reorder.as_mut() {
+                        Some(r) => match r.pass(data) {
+                            Some(d) => d,
+                            None => {
+                                // Held back: granted now, so the window keeps moving.
+                                session.grant(conn, r.held_len());
+                                continue;
+                            }
+                        },
+                        None => data,
+                    };
                     if result.first_byte.is_none() {
                         result.first_byte = Some(trace::now());
                     }
                     if data[..] != payload[got..got + data.len().min(bytes - got)] {
-                        return Err("the echo came back altered".to_string());
+                        return Err(ALTERED.to_string());
                     }
-                    session.grant(conn, data.len() as u32);
+                    let held = reorder.as_ref().map_or(0, PlantedReorder::granted_early);
+                    session.grant(conn, data.len() as u32 - held);
                     got += data.len();
                 }
                 Some(ClientEvent::Closed { conn: c }) if c == conn => {
@@ -353,12 +409,67 @@ async fn echo(
     result.error = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(_) => Some(format!("not done within {} s", DAEMON_TIMEOUT.as_secs())),
+        Err(_) => Some(echo_timeout()),
     };
     result
 }
 
+/// The planted echo reordering touches only streams longer than this.
+const PLANTED_REORDER_ABOVE: usize = 48 << 10;
+
+/// The planted bug [`super::PlantedBug::EchoReorder`]: holds the 3rd chunk back and hands it
+/// over after the 4th, glued to it.
+#[derive(Default)]
+struct PlantedReorder {
+    seen: usize,
+    held: Option<Vec<u8>>,
+    /// Bytes of the chunk handed over last that were granted when they arrived.
+    early: u32,
+}
+
+impl PlantedReorder {
+    /// The chunk to hand to the application now, if any.
+    fn pass(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
+        self.seen += 1;
+        self.early = 0;
+        match (self.seen, self.held.take()) {
+            (3, _) => {
+                self.held = Some(data);
+                None
+            }
+            (_, Some(held)) => {
+                self.early = held.len() as u32;
+                Some([data, held].concat())
+            }
+            (_, None) => Some(data),
+        }
+    }
+
+    /// The length of the chunk held back.
+    fn held_len(&self) -> u32 {
+        self.held.as_ref().map_or(0, |h| h.len() as u32)
+    }
+
+    /// Bytes of the chunk just handed over that were granted already.
+    fn granted_early(&self) -> u32 {
+        self.early
+    }
+}
+
+/// The error of an echo whose bytes came back different from those sent.
+pub(crate) const ALTERED: &str = "the echo came back altered";
+
+/// The error of an echo the harness gave up on: the stream neither completed nor failed.
+fn echo_timeout() -> String {
+    format!("not done within {} s", DAEMON_TIMEOUT.as_secs())
+}
+
 impl EchoResult {
+    /// Whether the harness gave up waiting (the stream hung).
+    pub fn timed_out(&self) -> bool {
+        self.error.as_deref() == Some(echo_timeout().as_str())
+    }
+
     /// Time from the start to the first byte back.
     pub fn time_to_first_byte(&self) -> Option<Duration> {
         self.first_byte.map(|f| f - self.started)

@@ -101,6 +101,31 @@ pub enum Expectation {
         /// The exchange.
         tag: String,
     },
+    /// The echo exchange `tag` failed, with an error containing `error`.
+    EchoFailed {
+        /// The exchange.
+        tag: String,
+        /// Text the error must contain.
+        error: String,
+    },
+    /// Every byte the echo exchange `tag` brought back was the byte sent at that position:
+    /// the stream may have failed, but never delivered altered or reordered data.
+    EchoIntact {
+        /// The exchange.
+        tag: String,
+    },
+    /// The echo exchange `tag` ended, completed or failed with an error, before the
+    /// harness's own timeout: the stream did not hang.
+    EchoEnded {
+        /// The exchange.
+        tag: String,
+    },
+    /// The echo exchange `tag` got no byte back (its sender is not trusted by the peer, so
+    /// no port but the handshake port may answer it).
+    NotEchoed {
+        /// The exchange.
+        tag: String,
+    },
     /// The receiver's mailbox holds send `tag` with identical bytes when the run ends.
     Delivered {
         /// The send.
@@ -171,6 +196,9 @@ pub enum PathKind {
     Punched,
     /// Through the beacon's relay.
     Relayed,
+    /// A direct endpoint on the peer's private address, behind a NAT both share (a LAN
+    /// candidate it announced).
+    Lan,
 }
 
 impl std::fmt::Display for PathKind {
@@ -179,6 +207,7 @@ impl std::fmt::Display for PathKind {
             PathKind::Direct => "direct",
             PathKind::Punched => "punched",
             PathKind::Relayed => "relayed",
+            PathKind::Lan => "lan",
         })
     }
 }
@@ -195,6 +224,7 @@ pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option
     match entry["endpoint"].as_str()? {
         "" => None,
         "relay" => Some(PathKind::Relayed),
+        endpoint if on_private_address(ev.world, peer, endpoint) => Some(PathKind::Lan),
         _ => {
             // Direct, or punched: the peer sits behind a NAT that filters unsolicited
             // traffic, and the beacon's Punch Command reached it (so it opened its filter).
@@ -211,6 +241,18 @@ pub(crate) fn observed_path(ev: &Evidence<'_>, host: &str, peer: &str) -> Option
             }
         }
     }
+}
+
+/// Whether `endpoint` is `host`'s own address behind a NAT box (only a neighbour reaches it).
+fn on_private_address(world: &World, host: &str, endpoint: &str) -> bool {
+    let Some(id) = world.find(host) else {
+        return false;
+    };
+    let node = world.node(id);
+    world.gateway(node.net).is_some()
+        && endpoint
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip() == std::net::IpAddr::V4(node.addr))
 }
 
 /// Whether some NAT box between `host` and the internet drops unsolicited inbound traffic
@@ -230,6 +272,20 @@ pub(crate) fn filters_unsolicited(world: &World, host: &str) -> bool {
         }
         id = gateway;
     }
+}
+
+/// When `host` crashed at or after `at`, as the trace's runner notes say (the time column as
+/// written).
+fn crashed_after<'t>(trace: &'t [String], host: &str, at: Duration) -> Option<&'t str> {
+    trace.iter().find_map(|l| {
+        let mut cols = l.split_whitespace();
+        let time = cols.next()?;
+        let seen = (cols.next()? == host)
+            && cols.next()? == "note"
+            && cols.next()?.starts_with("crash")
+            && time.parse::<f64>().is_ok_and(|t| t >= at.as_secs_f64());
+        seen.then_some(time)
+    })
 }
 
 /// One reply of a registry request (or the reason there was none).
@@ -261,6 +317,8 @@ pub(crate) struct Evidence<'a> {
     pub node_ids: &'a std::collections::BTreeMap<String, u32>,
     /// Echo exchanges.
     pub echoes: &'a [super::daemon::EchoResult],
+    /// Echo exchanges as their daemons took them on: tag, daemon host, when.
+    pub echoes_issued: &'a [(String, String, Duration)],
     /// Data-exchange sends as the script asked for them, in script order.
     pub plans: &'a [super::exchange::SendPlan],
     /// What each sender saw.
@@ -308,6 +366,10 @@ impl Expectation {
             Expectation::SameState { .. } => "same-state",
             Expectation::Path { .. } => "path",
             Expectation::Echoed { .. } => "echoed",
+            Expectation::EchoFailed { .. } => "echo-failed",
+            Expectation::EchoIntact { .. } => "echo-intact",
+            Expectation::EchoEnded { .. } => "echo-ended",
+            Expectation::NotEchoed { .. } => "not-echoed",
             Expectation::NoPeer { .. } => "no-peer",
             Expectation::Delivered { .. } => "delivered",
             Expectation::NotDelivered { .. } => "not-delivered",
@@ -387,6 +449,10 @@ impl Expectation {
             | Expectation::Path { .. }
             | Expectation::NoPeer { .. }
             | Expectation::Echoed { .. }
+            | Expectation::EchoFailed { .. }
+            | Expectation::EchoIntact { .. }
+            | Expectation::EchoEnded { .. }
+            | Expectation::NotEchoed { .. }
             | Expectation::Delivered { .. }
             | Expectation::NotDelivered { .. }
             | Expectation::Acked { .. }
@@ -632,6 +698,62 @@ impl Expectation {
                     match e {
                         Some(e) => super::daemon::describe_echo(e),
                         None => "never ran".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoFailed { tag, error } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let passed = e.is_some_and(|e| e.error.as_ref().is_some_and(|m| m.contains(error)));
+                (
+                    format!("echo {tag:?} failed with {error:?}"),
+                    passed,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ran".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoIntact { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                let altered = e.is_some_and(|e| e.error.as_deref() == Some(super::daemon::ALTERED));
+                (
+                    format!("echo {tag:?} brought back only the bytes sent, in order"),
+                    !altered,
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ended".to_string(),
+                    },
+                )
+            }
+            Expectation::EchoEnded { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                // An echo whose own host crashed under it ended with the host.
+                let cut = ev
+                    .echoes_issued
+                    .iter()
+                    .find(|(t, _, _)| t == tag)
+                    .and_then(|(_, host, at)| crashed_after(ev.trace, host, *at));
+                let (ended, detail) = match (e, cut) {
+                    (Some(e), _) => (!e.timed_out(), super::daemon::describe_echo(e)),
+                    (None, Some(when)) => {
+                        (true, format!("cut short by its host's crash at {when}s"))
+                    }
+                    (None, None) => (false, "still running when the run ended".to_string()),
+                };
+                (
+                    format!("echo {tag:?} completed or failed with an error, without hanging"),
+                    ended,
+                    detail,
+                )
+            }
+            Expectation::NotEchoed { tag } => {
+                let e = ev.echoes.iter().find(|e| e.tag == *tag);
+                (
+                    format!("echo {tag:?} got no byte back"),
+                    e.is_none_or(|e| e.first_byte.is_none()),
+                    match e {
+                        Some(e) => super::daemon::describe_echo(e),
+                        None => "never ended".to_string(),
                     },
                 )
             }

@@ -115,6 +115,32 @@ pub struct Scenario {
     /// What must hold at the end.
     #[serde(default, rename = "expect")]
     pub expectations: Vec<Expectation>,
+    /// Errors of daemon operations (an echo cut by a partition, a handshake to a crashed
+    /// peer) are noted in the trace but are not failures: only the expectations judge. Swarm
+    /// scenarios, whose faults make such errors normal, set it.
+    #[serde(default)]
+    pub tolerate_errors: bool,
+    /// A bug planted on purpose (off unless named), to show the swarm search finds it.
+    #[serde(default)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs a scenario can plant on purpose: test-only, off by default, never in real daemons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlantedBug {
+    /// The echo client receives the 3rd and 4th chunks of a stream of more than 48 KiB in
+    /// swapped order, as a broken reassembly would deliver them to the application.
+    EchoReorder,
+}
+
+impl PlantedBug {
+    /// The name, as written in a scenario file.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::EchoReorder => "echo-reorder",
+        }
+    }
 }
 
 /// A host: on the internet, or behind a NAT box.

@@ -2,6 +2,7 @@
 
 use crate::pilotctl::args::Args;
 use crate::pilotctl::config;
+use crate::pilotctl::directory;
 use crate::pilotctl::output::{CliError, Code, Success};
 use crate::pilotctl::Ctx;
 use pilot::driver::DriverError;
@@ -25,15 +26,24 @@ pub async fn find(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
             )),
             other => other.into(),
         })?;
+    let registry = match driver.info().await {
+        Ok(info) if !info.registry.is_empty() => info.registry,
+        _ => ctx.registry(),
+    };
+    let tags = directory::tags_of(&registry, &[found.node_id])
+        .await
+        .remove(&found.node_id)
+        .unwrap_or_default();
     let human = format!(
-        "{hostname} → {} (node {}, {})",
+        "{hostname} → {} (node {}, {}, tags: {})",
         found.address,
         found.node_id,
-        if found.public { "public" } else { "private" }
+        if found.public { "public" } else { "private" },
+        directory::tags_text(&tags)
     );
     Ok(Success::new(
         json!({"hostname": hostname, "node_id": found.node_id, "address": found.address,
-               "public": found.public}),
+               "public": found.public, "tags": tags}),
         human,
     ))
 }

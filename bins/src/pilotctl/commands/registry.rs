@@ -2,17 +2,13 @@
 //! identity file (no daemon needed).
 
 use crate::pilotctl::args::Args;
+use crate::pilotctl::directory;
 use crate::pilotctl::output::{CliError, Code, Success};
 use crate::pilotctl::Ctx;
 use pilot::crypto::{to_base64, Identity};
-use pilot::net::TokioNet;
-use pilot::registry::client::{Client, ClientError};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// How long a direct registry request may take.
-const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `--identity`, else the file `daemon start` uses.
 fn identity_path(ctx: &Ctx, args: &Args) -> Result<PathBuf, CliError> {
@@ -27,36 +23,18 @@ fn identity_error(path: &Path, e: impl std::fmt::Display) -> CliError {
         .hint("the file must be the daemon's identity ({\"private_key\", \"public_key\"} JSON)")
 }
 
-/// Sends one request to the registry and returns its reply.
+/// Sends one request to the registry the settings name and returns its reply.
 async fn ask_registry(ctx: &Ctx, request: Value) -> Result<Map<String, Value>, CliError> {
-    let registry = ctx.registry();
-    let unreachable = |why: String| {
-        CliError::new(
-            Code::ConnectionFailed,
-            format!("registry {registry}: {why}"),
-        )
-        .hint("set the registry with PILOT_REGISTRY or: pilotctl config --set registry=host:port")
-    };
-    let addr = tokio::net::lookup_host(registry.as_str())
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| unreachable("cannot resolve the address".into()))?;
     let Value::Object(request) = request else {
         return Err(CliError::new(Code::Internal, "request is not an object"));
     };
-    let mut client = Client::new(TokioNet, addr);
-    match tokio::time::timeout(REGISTRY_TIMEOUT, client.request(&request)).await {
-        Err(_) => Err(unreachable(format!(
-            "no answer within {REGISTRY_TIMEOUT:?}"
-        ))),
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(ClientError::Registry(message))) => Err(CliError::new(
+    directory::ask(&ctx.registry(), &request, |message| {
+        CliError::new(
             Code::ConnectionFailed,
             format!("registry refused: {message}"),
-        )),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-    }
+        )
+    })
+    .await
 }
 
 fn unix_now() -> u64 {

@@ -3,12 +3,10 @@
 
 use crate::pilotctl::args::Args;
 use crate::pilotctl::config;
+use crate::pilotctl::directory;
 use crate::pilotctl::output::{CliError, Code, Success};
 use crate::pilotctl::{Ctx, DEFAULT_BEACON, DEFAULT_REGISTRY};
-use pilot::net::TokioNet;
-use pilot::registry::client::Client;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 
 /// Keys pilotctl and `daemon start` read; `config --set` takes only these.
 const KEYS: &[&str] = &[
@@ -20,8 +18,6 @@ const KEYS: &[&str] = &[
     "webhook",
     "owner",
 ];
-/// How long a direct registry request may take.
-const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks one setting's value, so a typo is refused now rather than at the next start.
 fn check(key: &str, value: &str) -> Result<(), CliError> {
@@ -126,29 +122,12 @@ pub async fn show_or_set(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
 pub async fn lookup(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     args.expect_positional(1, 1)?;
     let node = crate::pilotctl::target::node_id("lookup", args.arg(0).unwrap_or_default())?;
-    let registry = ctx.registry();
-    let unreachable = |why: String| {
-        CliError::new(
-            Code::ConnectionFailed,
-            format!("registry {registry}: {why}"),
-        )
-        .hint("set the registry with PILOT_REGISTRY or: pilotctl config --set registry=host:port")
-    };
-    let addr = tokio::net::lookup_host(registry.as_str())
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| unreachable("cannot resolve the address".into()))?;
-    let mut client = Client::new(TokioNet, addr);
-    let reply = tokio::time::timeout(REGISTRY_TIMEOUT, client.lookup(node))
-        .await
-        .map_err(|_| unreachable(format!("no answer within {REGISTRY_TIMEOUT:?}")))?;
-    match reply {
-        Ok(record) => Ok(Success::json(Value::Object(record))),
-        Err(pilot::registry::client::ClientError::Registry(message)) => Err(CliError::new(
-            Code::NotFound,
-            format!("node {node}: {message}"),
-        )),
-        Err(e) => Err(unreachable(e.to_string())),
-    }
+    let mut request = Map::new();
+    request.insert("type".into(), json!("lookup"));
+    request.insert("node_id".into(), json!(node));
+    let record = directory::ask(&ctx.registry(), &request, |message| {
+        CliError::new(Code::NotFound, format!("node {node}: {message}"))
+    })
+    .await?;
+    Ok(Success::json(Value::Object(record)))
 }

@@ -1,10 +1,12 @@
 //! `info`, `peers`, `connections`: views of the daemon's Info reply.
 
 use crate::pilotctl::args::Args;
+use crate::pilotctl::directory::{tags_of, tags_text};
 use crate::pilotctl::output::{table, CliError, Success};
 use crate::pilotctl::Ctx;
 use pilot::driver::{ConnInfo, Info, PeerInfo};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Rows shown in human tables (the reference's limit).
 const ROW_LIMIT: usize = 50;
@@ -16,6 +18,28 @@ async fn fetch(ctx: &Ctx) -> Result<(Value, Info), CliError> {
     Ok((raw, info))
 }
 
+/// The registry to ask for tags: the one the daemon is on (it may have failed over), else the
+/// one the settings name (a Go daemon's Info does not say).
+fn registry_of(ctx: &Ctx, info: &Info) -> String {
+    if info.registry.is_empty() {
+        ctx.registry()
+    } else {
+        info.registry.clone()
+    }
+}
+
+/// Adds `tags` to each peer of the raw Info `peer_list` (`[]` where the registry had none or
+/// did not answer).
+fn tag_peer_list(raw: &mut Value, tags: &BTreeMap<u32, Vec<String>>) {
+    let Some(list) = raw["peer_list"].as_array_mut() else {
+        return;
+    };
+    for peer in list {
+        let node = peer["node_id"].as_u64().unwrap_or_default() as u32;
+        peer["tags"] = json!(tags.get(&node).cloned().unwrap_or_default());
+    }
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
@@ -24,7 +48,7 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn peer_rows(peers: &[PeerInfo]) -> Vec<Vec<String>> {
+fn peer_rows(peers: &[PeerInfo], tags: &BTreeMap<u32, Vec<String>>) -> Vec<Vec<String>> {
     peers
         .iter()
         .map(|p| {
@@ -33,12 +57,13 @@ fn peer_rows(peers: &[PeerInfo]) -> Vec<Vec<String>> {
                 p.endpoint.clone(),
                 yes_no(p.encrypted).into(),
                 yes_no(p.authenticated).into(),
+                tags_text(tags.get(&p.node_id).map_or(&[], Vec::as_slice)),
             ]
         })
         .collect()
 }
 
-const PEER_HEADER: &[&str] = &["NODE ID", "ENDPOINT", "ENCRYPTED", "AUTHENTICATED"];
+const PEER_HEADER: &[&str] = &["NODE ID", "ENDPOINT", "ENCRYPTED", "AUTHENTICATED", "TAGS"];
 
 fn conn_rows(conns: &[ConnInfo]) -> Vec<Vec<String>> {
     conns
@@ -75,7 +100,13 @@ fn format_uptime(secs: f64) -> String {
 /// `info`: the daemon's status.
 pub async fn info(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     args.expect_positional(0, 0)?;
-    let (raw, i) = fetch(ctx).await?;
+    let (mut raw, i) = fetch(ctx).await?;
+    let nodes: Vec<u32> = std::iter::once(i.node_id)
+        .chain(i.peer_list.iter().map(|p| p.node_id))
+        .collect();
+    let tags = tags_of(&registry_of(ctx, &i), &nodes).await;
+    let own_tags = tags.get(&i.node_id).cloned().unwrap_or_default();
+    tag_peer_list(&mut raw, &tags);
     let hostname = if i.hostname.is_empty() {
         "(none)"
     } else {
@@ -95,6 +126,8 @@ pub async fn info(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
         },
         i.public_key,
     );
+    text.push_str(&format!("Tags:         {}\n", tags_text(&own_tags)));
+    raw["tags"] = json!(own_tags);
     if !i.owner.is_empty() {
         text.push_str(&format!("Owner:        {}\n", i.owner));
     }
@@ -113,7 +146,11 @@ pub async fn info(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     ));
     if !i.peer_list.is_empty() {
         text.push_str("\nPeers:\n");
-        text.push_str(&table(PEER_HEADER, &peer_rows(&i.peer_list), ROW_LIMIT));
+        text.push_str(&table(
+            PEER_HEADER,
+            &peer_rows(&i.peer_list, &tags),
+            ROW_LIMIT,
+        ));
     }
     if !i.conn_list.is_empty() {
         text.push_str("\nConnections:\n");
@@ -125,13 +162,19 @@ pub async fn info(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
 /// `peers [--search q]`: tunnel peers.
 pub async fn peers(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     args.expect_positional(0, 0)?;
-    let (raw, info) = fetch(ctx).await?;
+    let (mut raw, info) = fetch(ctx).await?;
+    let nodes: Vec<u32> = info.peer_list.iter().map(|p| p.node_id).collect();
+    let tags = tags_of(&registry_of(ctx, &info), &nodes).await;
+    tag_peer_list(&mut raw, &tags);
     let search = args.string("search").unwrap_or("").to_lowercase();
     let raw_list = raw["peer_list"].as_array().cloned().unwrap_or_default();
     let keep = |p: &PeerInfo| {
         search.is_empty()
             || p.node_id.to_string().contains(&search)
             || p.endpoint.to_lowercase().contains(&search)
+            || tags
+                .get(&p.node_id)
+                .is_some_and(|t| t.iter().any(|t| t.contains(&search)))
     };
     let (mut list, mut typed) = (Vec::new(), Vec::new());
     for (raw_peer, peer) in raw_list.into_iter().zip(info.peer_list) {
@@ -143,7 +186,7 @@ pub async fn peers(ctx: &Ctx, args: &Args) -> Result<Success, CliError> {
     let human = if typed.is_empty() {
         "No peers.".to_string()
     } else {
-        table(PEER_HEADER, &peer_rows(&typed), ROW_LIMIT)
+        table(PEER_HEADER, &peer_rows(&typed, &tags), ROW_LIMIT)
     };
     let total = list.len();
     Ok(Success::new(json!({"peers": list, "total": total}), human))

@@ -253,7 +253,7 @@ impl DaemonCore {
             }
             self.scratch = out;
             while let Some(event) = self.tunnel.poll_event() {
-                self.tunnel_event(event);
+                self.tunnel_event(now, event);
             }
             if !progressed {
                 break;
@@ -261,7 +261,7 @@ impl DaemonCore {
         }
     }
 
-    pub(super) fn tunnel_event(&mut self, event: TunnelEvent) {
+    pub(super) fn tunnel_event(&mut self, now: Instant, event: TunnelEvent) {
         self.notify_tunnel(&event);
         match event {
             TunnelEvent::NeedRegistryKey(node) => self.outputs.push_back(Output::LookupKey(node)),
@@ -286,6 +286,11 @@ impl DaemonCore {
                     node,
                     "idle peer forgotten; the next packet sets it up again"
                 )
+            }
+            TunnelEvent::PeerGone { node } => {
+                tracing::info!(node, "peer gone: no longer registered");
+                let error = format!("peer node {node} is gone: its registration lapsed");
+                self.fail_connections_to(now, node, &error);
             }
         }
     }

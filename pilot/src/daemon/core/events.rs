@@ -72,6 +72,9 @@ impl DaemonCore {
                 node,
                 path: PeerRoute::Relay,
             } => self.notify("tunnel.relay_activated", json!({"peer_node_id": node})),
+            TunnelEvent::PeerGone { node } => {
+                self.notify("tunnel.peer_gone", json!({"peer_node_id": node}))
+            }
             _ => {}
         }
     }

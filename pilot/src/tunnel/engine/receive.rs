@@ -2,7 +2,7 @@
 //! (`docs/TUNNEL.md`, "Receive processing").
 
 use super::{
-    is_path_proof, note_route, Tunnel, DEFERRED_PER_NODE, DEFERRED_TOTAL, PUNCH_ENDPOINTS,
+    is_tunnel_control, lan, note_route, Tunnel, DEFERRED_PER_NODE, DEFERRED_TOTAL, PUNCH_ENDPOINTS,
     PUNCH_MEMORY, PUNCH_PROBES, UNSOLICITED_PUNCH_PILAS,
 };
 use crate::crypto::{KeyChange, KeyExchangeError, OpenError, RegistryKey, UnauthenticatedPeers};
@@ -27,6 +27,9 @@ impl Tunnel {
         plain: &'a mut [u8],
     ) -> Option<Received<'a>> {
         let relayed = relay_sender.is_some();
+        if let Some(node) = frame_sender(&frame) {
+            self.schedule.touch(node);
+        }
         // A relayed frame must come from the node the relay names.
         let sender_matches = |sender: u32| relay_sender.is_none_or(|s| s == sender);
         match frame {
@@ -115,6 +118,7 @@ impl Tunnel {
             return None;
         }
         let node = sealed.sender;
+        self.schedule.touch(node);
         if !self.peers.contains_key(&node) && self.keycache.is_stashed(node) {
             // Right behind its PILA, which waits for the registry: hold the frame (bounded).
             let total: usize = self.deferred.values().map(Vec::len).sum();
@@ -153,6 +157,7 @@ impl Tunnel {
             Err(_) => return None,
         };
         peer.key_proven = true;
+        peer.checking_registration = false;
         let packet = Packet::decode(opened).ok()?;
         // The inner header must agree with the tunnel: a keyed peer cannot speak for another
         // node, nor hand us packets for someone else (Q6).
@@ -177,7 +182,10 @@ impl Tunnel {
             // Tell the peer the path works from our side too (our port may be new to it).
             self.send_path_proof(now, node, None);
         }
-        if is_path_proof(&packet) {
+        if is_tunnel_control(&packet) {
+            if let Some(addrs) = lan::decode(packet.payload) {
+                self.on_lan_candidates(now, node, &addrs);
+            }
             return None;
         }
         Some(Received {
@@ -325,6 +333,7 @@ impl Tunnel {
         }
         let path = PeerPath::inbound(now, origin, &self.config.timing);
         self.peers.insert(node, Peer::new(node, path));
+        self.schedule.touch(node);
         true
     }
 
@@ -369,6 +378,7 @@ impl Tunnel {
         }
         if change != KeyChange::Unchanged {
             peer.key_proven = false;
+            peer.lan_announced = false;
         }
         if change.needs_reply() {
             // Required for the handshake to complete; not rate-limited, and bounded anyway:
@@ -403,6 +413,20 @@ impl Tunnel {
         if established {
             self.send_path_proof(now, node, None);
         }
+        self.announce_lan(now, node, false);
+    }
+
+    /// `node` announced its LAN candidates (it thinks it sits behind our NAT): probe them, and
+    /// answer with ours if it has not had them.
+    pub(super) fn on_lan_candidates(&mut self, now: Instant, node: u32, addrs: &[SocketAddr]) {
+        let usable: Vec<SocketAddr> = addrs.iter().copied().filter(lan::usable).collect();
+        let timing = &self.config.timing;
+        if let Some(peer) = self.peers.get_mut(&node) {
+            tracing::debug!(node, ?usable, "LAN candidates announced");
+            peer.path.set_lan_candidates(now, &usable, timing);
+        }
+        self.announce_lan(now, node, true);
+        self.run_peer_timers(now, node);
     }
 
     /// Whether `from` is an address we probe for `node`, or a recent Punch Command endpoint.
@@ -452,5 +476,16 @@ impl Tunnel {
         }
         *count += 1;
         *count <= UNSOLICITED_PUNCH_PILAS
+    }
+}
+
+/// The node a tunnel frame claims to come from.
+fn frame_sender(frame: &TunnelFrame<'_>) -> Option<u32> {
+    match frame {
+        TunnelFrame::Punch => None,
+        TunnelFrame::Plain(packet) => Some(packet.header.src.node),
+        TunnelFrame::Sealed(sealed) => Some(sealed.sender),
+        TunnelFrame::AuthKeyExchange(frame) => Some(frame.sender),
+        TunnelFrame::KeyExchange(frame) => Some(frame.sender),
     }
 }

@@ -847,3 +847,56 @@ fn a_peer_with_packets_waiting_for_its_key_is_not_expired() {
     net.run_for(expiry + Duration::from_secs(60));
     assert_eq!(net.hosts[0].tunnel.peers().count(), 0);
 }
+
+#[test]
+fn a_silent_peer_that_is_no_longer_registered_is_forgotten() {
+    let mut net = Net::new(40, &[NatKind::Open, NatKind::Open], true);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.inbox(2), [msg(b"hello", 1, false)]);
+    // Node 2 goes away; node 1's next data goes unanswered.
+    net.mute = Some(2);
+    net.host(1).auto_registry = false;
+    net.host(1).events.clear();
+    net.send(1, 2, b"anyone?").unwrap();
+    net.run_for(Duration::from_secs(4));
+    let asked = net
+        .host(1)
+        .events
+        .contains(&TunnelEvent::NeedRegistryKey(2));
+    assert!(asked, "silence asks the registry: {:?}", net.host(1).events);
+    // The registry still knows it: nothing is forgotten.
+    let key = net.registry_key(2);
+    net.answer_registry(0, 2, key);
+    net.pump();
+    assert!(net.route(1, 2).is_some());
+    net.run_for(Duration::from_secs(10));
+    // Now it lapsed.
+    net.answer_registry(0, 2, RegistryKey::NotRegistered);
+    net.pump();
+    assert_eq!(net.route(1, 2), None);
+    assert!(net
+        .host(1)
+        .events
+        .contains(&TunnelEvent::PeerGone { node: 2 }));
+    let now = net.now;
+    assert_eq!(
+        net.host(1).tunnel.send(now, 2, &packet(1, 2, b"x")),
+        Err(SendError::NeedResolve(2))
+    );
+}
+
+#[test]
+fn a_negative_answer_about_a_peer_that_answers_forgets_nothing() {
+    let mut net = Net::new(41, &[NatKind::Open, NatKind::Open], true);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(2));
+    // An answer nobody asked for (or about a peer that is not silent) changes nothing.
+    net.answer_registry(0, 2, RegistryKey::NotRegistered);
+    net.pump();
+    assert!(net.route(1, 2).is_some());
+    assert!(!net
+        .host(1)
+        .events
+        .contains(&TunnelEvent::PeerGone { node: 2 }));
+}
