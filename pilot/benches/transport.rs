@@ -1,9 +1,18 @@
 //! Stream transport benchmarks: two connections through an in-memory link, no crypto, both ends
 //! on one thread, virtual time.
 //!
-//! `cargo bench -p pilot --bench transport` prints a summary first (lossless and 1 % loss
-//! goodput measured in the same run, their ratio, idle memory per connection), then runs the
-//! criterion benchmarks.
+//! `cargo bench -p pilot --bench transport` prints the loss-and-latency table first (our
+//! goodput beside quinn-proto's over the same seeded `LinkModel` paths), then a summary
+//! (lossless and 1 % loss goodput on a latency-free link measured in the same run, their
+//! ratio, idle memory per connection), then runs the criterion benchmarks.
+//! `cargo bench -p pilot --bench transport -- table` prints only the table.
+
+#[path = "transport/anchor.rs"]
+mod anchor;
+#[path = "transport/ours.rs"]
+mod ours;
+#[path = "transport/table.rs"]
+mod table;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pilot::net::{seeded_rng, Rng};
@@ -43,6 +52,23 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// One transfer over a modelled path.
+pub struct Outcome {
+    /// Bytes read over simulated seconds from the dial to the last byte.
+    pub goodput: f64,
+    /// Whether every byte arrived within the time limit.
+    pub complete: bool,
+    /// Simulated time from the dial to the first byte read.
+    pub first_byte: Option<Duration>,
+    /// Segments retransmitted (ours) or packets declared lost (quinn).
+    pub repairs: u64,
+    /// Retransmission timeouts (ours only).
+    pub timeouts: Option<u64>,
+    /// What the path did.
+    #[allow(dead_code)]
+    pub link: pilot::transport::link_model::LinkStats,
+}
 
 /// Virtual time per loop round: a loopback-like round trip.
 const ROUND: Duration = Duration::from_micros(20);
@@ -331,6 +357,10 @@ fn summary() {
 }
 
 fn benches(c: &mut Criterion) {
+    table::print();
+    if std::env::args().any(|a| a == "table") {
+        return;
+    }
     summary();
     let total = 64 << 20;
     let mut group = c.benchmark_group("transport");

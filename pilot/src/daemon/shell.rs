@@ -209,8 +209,14 @@ where
             clock.clone(),
         )),
     ];
+    let mut bound = Vec::new();
     if config.echo {
-        helpers.push(tokio::spawn(crate::services::echo::run(handle.clone())));
+        helpers.push(spawn_service(
+            &handle,
+            crate::services::echo::ECHO_PORT,
+            &mut bound,
+            crate::services::echo::run,
+        ));
     }
     let notify = webhooks.notify();
     if let Some(mailbox) = &config.mailbox {
@@ -220,18 +226,24 @@ where
             notify.clone(),
             config.exchange_quota,
         );
-        helpers.push(tokio::spawn(crate::services::dataexchange::run(
-            handle.clone(),
-            Arc::new(exchange),
-        )));
+        let exchange = Arc::new(exchange);
+        helpers.push(spawn_service(
+            &handle,
+            crate::services::dataexchange::DATA_EXCHANGE_PORT,
+            &mut bound,
+            move |listener| crate::services::dataexchange::run(listener, exchange),
+        ));
     }
     if config.eventstream {
         // The webhooks' notify, not a client fixed at start: a later set-webhook gets pubsub
         // events too (the reference's Q24).
-        helpers.push(tokio::spawn(crate::services::eventstream::run(
-            handle.clone(),
-            notify.clone(),
-        )));
+        let notify = notify.clone();
+        helpers.push(spawn_service(
+            &handle,
+            crate::services::eventstream::EVENT_STREAM_PORT,
+            &mut bound,
+            move |listener| crate::services::eventstream::run(listener, notify),
+        ));
     }
     if let Some(tasks_config) = &config.tasks {
         let tasks = crate::services::tasks::TaskService::new(
@@ -241,10 +253,13 @@ where
             handle.address(),
             Some(handle.clone()),
         );
-        helpers.push(tokio::spawn(crate::services::tasks::run(
-            handle.clone(),
-            Arc::new(tasks),
-        )));
+        let tasks = Arc::new(tasks);
+        helpers.push(spawn_service(
+            &handle,
+            crate::services::tasks::TASK_PORT,
+            &mut bound,
+            move |listener| crate::services::tasks::run(listener, tasks),
+        ));
     }
 
     let info = InfoContext {
@@ -283,6 +298,11 @@ where
             helper.abort();
         }
     });
+    // The services bind through the running shell; once they have, a peer dialing them right
+    // after `start` returns is served, not refused.
+    for port in bound {
+        let _ = port.await;
+    }
     Ok(Daemon {
         handle,
         tunnel_addr,
@@ -575,6 +595,31 @@ impl<N: Network, S: Storage, C: WallClock> Shell<N, S, C> {
             }
         }
     }
+}
+
+/// Spawns a built-in service: binds `port` through the daemon, reports on `bound` that the
+/// attempt is over, then serves the listener with `serve` until the daemon stops.
+fn spawn_service<F, Fut>(
+    handle: &DaemonHandle,
+    port: u16,
+    bound: &mut Vec<oneshot::Receiver<()>>,
+    serve: F,
+) -> JoinHandle<()>
+where
+    F: FnOnce(crate::services::conn::ServiceListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (done, wait) = oneshot::channel();
+    bound.push(wait);
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        let listener = crate::services::conn::ServiceListener::bind(&handle, port).await;
+        let _ = done.send(());
+        match listener {
+            Ok(listener) => serve(listener).await,
+            Err(e) => tracing::warn!(error = %e, port, "built-in service not started"),
+        }
+    })
 }
 
 /// The addresses neighbours can reach the tunnel socket bound at `bound` on: that address if

@@ -5,22 +5,14 @@
 //! receive credit) only as its echoes enter the stream, so a peer that does not read its
 //! echoes stalls only its own connection.
 
-use crate::daemon::DaemonHandle;
 use crate::services::conn::{ServiceListener, ServiceStream};
 use tokio::io::AsyncWriteExt;
 
 /// The echo port.
 pub const ECHO_PORT: u16 = 7;
 
-/// Serves echo until the daemon stops.
-pub async fn run(handle: DaemonHandle) {
-    let mut listener = match ServiceListener::bind(&handle, ECHO_PORT).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!(error = %e, "echo service not started");
-            return;
-        }
-    };
+/// Serves echo on a listener bound to [`ECHO_PORT`] until the daemon stops.
+pub async fn run(mut listener: ServiceListener) {
     while let Some((stream, _)) = listener.accept().await {
         tokio::spawn(echo(stream));
     }

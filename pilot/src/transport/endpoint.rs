@@ -15,8 +15,8 @@ use super::syn_limit::{SynLimiter, SynLimits};
 use crate::net::Rng;
 use crate::wire::{Addr, Flags, Header, Packet, Protocol, SocketAddr, HEADER_LEN};
 use rand_core::Rng as _;
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// First ephemeral port.
 pub const EPHEMERAL_MIN: u16 = 49152;
@@ -26,6 +26,10 @@ pub const EPHEMERAL_MAX: u16 = 65535;
 /// Most endpoint-generated packets (RSTs, pongs) waiting to be sent; more are dropped, so a
 /// flood of SYNs or pings cannot grow memory.
 const MAX_OUTBOX: usize = 256;
+
+/// Peers whose round-trip time the endpoint remembers; past this the lowest address is
+/// forgotten (an ordered map, so which one is deterministic).
+const MAX_PEER_RTTS: usize = 4096;
 
 /// A connection's daemon-local id: sequential from 1, never reused (T-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -165,6 +169,9 @@ pub struct Endpoint {
     syn_limiter: Option<SynLimiter>,
     /// Reused list of connections whose timers are due.
     due_scratch: Vec<ConnectionId>,
+    /// Round-trip time per peer, from finished handshakes and connections or from the
+    /// daemon (the tunnel's probes): new connections to the peer start from it.
+    peer_rtt: BTreeMap<Addr, Duration>,
     stats: EndpointStats,
 }
 
@@ -194,7 +201,37 @@ impl Endpoint {
             datagram_ephemeral: None,
             syn_limiter: None,
             due_scratch: Vec::new(),
+            peer_rtt: BTreeMap::new(),
             stats: EndpointStats::default(),
+        }
+    }
+
+    /// Tells the endpoint the round-trip time to `peer` (for example the tunnel's measurement):
+    /// connections dialled to or accepted from it afterwards time their SYN, SYN-ACK and first
+    /// segments from it instead of the flat initial RTO.
+    pub fn set_peer_rtt(&mut self, peer: Addr, rtt: Duration) {
+        if rtt.is_zero() {
+            return;
+        }
+        if self.peer_rtt.len() >= MAX_PEER_RTTS && !self.peer_rtt.contains_key(&peer) {
+            self.peer_rtt.pop_first();
+        }
+        self.peer_rtt.insert(peer, rtt);
+    }
+
+    /// The round-trip time remembered for `peer`.
+    pub fn peer_rtt(&self, peer: Addr) -> Option<Duration> {
+        self.peer_rtt.get(&peer).copied()
+    }
+
+    /// Remembers what a connection measured for its peer.
+    fn learn_rtt(&mut self, id: ConnectionId) {
+        let measured = self
+            .slots
+            .get(&id)
+            .and_then(|s| s.conn.measured_rtt().map(|rtt| (s.conn.remote().addr, rtt)));
+        if let Some((peer, rtt)) = measured {
+            self.set_peer_rtt(peer, rtt);
         }
     }
 
@@ -270,7 +307,10 @@ impl Endpoint {
         let port = self.allocate_port()?;
         let local = SocketAddr::new(self.config.local_addr, port);
         let isn = self.rng.next_u32();
-        let conn = Connection::connect(self.config.connection.clone(), local, remote, isn, now);
+        let mut conn = Connection::connect(self.config.connection.clone(), local, remote, isn, now);
+        if let Some(rtt) = self.peer_rtt(remote.addr) {
+            conn.set_rtt_hint(now, rtt);
+        }
         let id = self.insert(conn, (port, remote.addr, remote.port), now);
         Ok(id)
     }
@@ -320,6 +360,7 @@ impl Endpoint {
     }
 
     fn remove(&mut self, id: ConnectionId) {
+        self.learn_rtt(id);
         let Some(slot) = self.slots.remove(&id) else {
             return;
         };
@@ -436,6 +477,9 @@ impl Endpoint {
                         self.ev_queue.pop_front();
                         self.touch(id, now);
                     }
+                    if matches!(ev, Event::Connected | Event::Closed(_)) {
+                        self.learn_rtt(id);
+                    }
                     return Some((id, ev));
                 }
                 None => {
@@ -536,7 +580,10 @@ impl Endpoint {
         }
         let local = SocketAddr::new(self.config.local_addr, h.dst_port);
         let isn = self.rng.next_u32();
-        let conn = Connection::accept(self.config.connection.clone(), local, h, isn, now);
+        let mut conn = Connection::accept(self.config.connection.clone(), local, h, isn, now);
+        if let Some(rtt) = self.peer_rtt(h.src) {
+            conn.set_rtt_hint(now, rtt);
+        }
         let id = self.insert(conn, (h.dst_port, h.src, h.src_port), now);
         if let Some(l) = self.listeners.get_mut(&h.dst_port) {
             l.queue.push_back(id);

@@ -13,7 +13,10 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod datagram;
+mod delivery_rate;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod link_model;
 mod pacing;
 mod recv_buf;
 mod ring;

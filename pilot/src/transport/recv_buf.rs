@@ -39,6 +39,8 @@ pub struct RecvBuffer {
     nxt: Seq,
     /// Received ranges beyond `nxt`, sorted and disjoint, `[start, end)`.
     ooo: Vec<(Seq, Seq)>,
+    /// First byte of the latest out-of-order arrival: its range goes into the next SACK list.
+    latest: Option<Seq>,
 }
 
 impl RecvBuffer {
@@ -48,6 +50,7 @@ impl RecvBuffer {
             ring: ByteRing::new(cap),
             nxt,
             ooo: Vec::new(),
+            latest: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl RecvBuffer {
             hi += 1;
         }
         self.ooo.splice(lo..hi, std::iter::once((start, stop)));
+        self.latest = Some(seq);
         Arrival::OutOfOrder
     }
 
@@ -186,10 +190,26 @@ impl RecvBuffer {
         n
     }
 
-    /// The SACK list: the lowest four out-of-order ranges, ascending (as the reference sends).
+    /// The SACK list, ascending like the reference's: the lowest four out-of-order ranges,
+    /// except that the range holding the latest arrival always takes the fourth place (RFC
+    /// 2018's first block). The reference sends only the lowest four; with more holes than that
+    /// its sender never hears of data above them, so a tail segment or probe that did arrive
+    /// looks lost until the RTO. Any peer reads the blocks alike (each marks what lies inside
+    /// it), so the wire form is unchanged.
     pub fn sack_list(&self) -> SackList {
+        let max = crate::wire::sack::MAX_BLOCKS;
+        let latest = self
+            .latest
+            .and_then(|seq| self.ooo.iter().position(|r| r.0.le(seq) && seq.lt(r.1)))
+            .filter(|&i| i >= max);
+        let lowest = if latest.is_some() { max - 1 } else { max };
         let mut list = SackList::new();
-        for &(left, right) in self.ooo.iter().take(crate::wire::sack::MAX_BLOCKS) {
+        for &(left, right) in self
+            .ooo
+            .iter()
+            .take(lowest)
+            .chain(latest.map(|i| &self.ooo[i]))
+        {
             list.push(SackBlock {
                 left: left.0,
                 right: right.0,
@@ -258,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn sack_lists_lowest_four_ranges() {
+    fn sack_lists_lowest_ranges_and_the_latest_arrival() {
         let mut r = RecvBuffer::new(1000, Seq(0));
         for i in 0..6u32 {
             r.insert(Seq(10 + 20 * i), b"0123456789");
@@ -272,11 +292,19 @@ mod tests {
                 right: 20
             }
         );
+        // Six ranges: 10, 30, 50 and the one the latest segment went to, 110.
+        assert_eq!(
+            blocks[2],
+            SackBlock {
+                left: 50,
+                right: 60
+            }
+        );
         assert_eq!(
             blocks[3],
             SackBlock {
-                left: 70,
-                right: 80
+                left: 110,
+                right: 120
             }
         );
         // Bridging two ranges merges them.

@@ -18,6 +18,9 @@ pub struct RttEstimator {
     max_rto: Duration,
     /// Consecutive timeouts; the RTO doubles for each (RFC 6298 §5.5).
     backoff: u32,
+    /// `srtt` is a hint from elsewhere (an earlier connection, the tunnel), not a sample of
+    /// this connection: the first real sample replaces it.
+    seeded: bool,
 }
 
 impl RttEstimator {
@@ -32,13 +35,34 @@ impl RttEstimator {
             min_rto,
             max_rto,
             backoff: 0,
+            seeded: false,
         }
+    }
+
+    /// Takes `rtt`, measured on the same path by someone else, as the first estimate (as if it
+    /// were a sample, RFC 6298 §2.2) until this connection measures its own. No effect once a
+    /// real sample exists.
+    pub fn seed(&mut self, rtt: Duration) {
+        if self.srtt.is_none() || self.seeded {
+            self.srtt = Some(rtt);
+            self.rttvar = rtt / 2;
+            self.seeded = true;
+        }
+    }
+
+    /// Whether the estimate still comes from a hint only.
+    pub fn is_seeded(&self) -> bool {
+        self.seeded
     }
 
     /// Feeds one sample (Karn's rule is the caller's: only segments sent once).
     pub fn sample(&mut self, r: Duration) {
         self.latest = r;
         self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
+        if self.seeded {
+            self.seeded = false;
+            self.srtt = None;
+        }
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -121,6 +145,20 @@ mod tests {
         // RTTVAR = (600 + 400) / 4 = 250; SRTT = (2800 + 800) / 8 = 450.
         assert_eq!(e.srtt(), Some(Duration::from_millis(450)));
         assert_eq!(e.rto(), Duration::from_millis(1450));
+    }
+
+    #[test]
+    fn a_seed_sets_the_rto_until_the_first_sample_replaces_it() {
+        let mut e = est();
+        e.seed(Duration::from_millis(100));
+        // 100 + 4 * 50.
+        assert_eq!(e.rto(), Duration::from_millis(300));
+        assert!(e.is_seeded());
+        e.sample(Duration::from_millis(20));
+        assert_eq!(e.srtt(), Some(Duration::from_millis(20)));
+        assert!(!e.is_seeded());
+        e.seed(Duration::from_secs(1));
+        assert_eq!(e.srtt(), Some(Duration::from_millis(20)));
     }
 
     #[test]

@@ -48,6 +48,21 @@ pub struct Acked {
     pub rtt_sent_at: Option<Instant>,
 }
 
+/// Keeps in `delivered` whichever of it and `seg` was sent last (ties: the higher end).
+fn note_delivered(delivered: &mut Option<Delivered>, seg: &Segment) {
+    let newer = match delivered {
+        None => true,
+        Some(d) => seg.sent_at > d.sent_at || (seg.sent_at == d.sent_at && seg.end().gt(d.end)),
+    };
+    if newer {
+        *delivered = Some(Delivered {
+            sent_at: seg.sent_at,
+            end: seg.end(),
+            retransmitted: seg.transmissions > 1,
+        });
+    }
+}
+
 /// Unacknowledged and unsent bytes of one connection.
 #[derive(Debug)]
 pub struct SendBuffer {
@@ -59,6 +74,20 @@ pub struct SendBuffer {
     lost_bytes: u64,
     lost_queue: VecDeque<Seq>,
     high_sacked: Seq,
+    /// The most recently sent segment delivered (acknowledged or SACKed) since the last
+    /// [`SendBuffer::take_delivered`]: RACK's input.
+    delivered: Option<Delivered>,
+}
+
+/// The newest transmission that reached the peer, as RACK (RFC 8985 §6.1) tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// When it was (last) sent.
+    pub sent_at: Instant,
+    /// Sequence number after its last byte.
+    pub end: Seq,
+    /// Whether that was a retransmission (the delivery may be of the original).
+    pub retransmitted: bool,
 }
 
 impl SendBuffer {
@@ -73,6 +102,63 @@ impl SendBuffer {
             lost_bytes: 0,
             lost_queue: VecDeque::new(),
             high_sacked: start,
+            delivered: None,
+        }
+    }
+
+    /// The newest transmission delivered by the ACKs and SACKs applied since the last call.
+    pub fn take_delivered(&mut self) -> Option<Delivered> {
+        self.delivered.take()
+    }
+
+    /// RACK's loss rule (RFC 8985 §6.2): every segment neither SACKed nor already marked that
+    /// was sent before the newest delivered transmission (`rack`, its sent time and end) is
+    /// lost once `now` passes its send time plus `rtt + reo_wnd`. Returns the segments marked and
+    /// the earliest time a remaining candidate would be (the reordering timer).
+    pub fn mark_lost_by_time(
+        &mut self,
+        now: Instant,
+        rack: Delivered,
+        wait: std::time::Duration,
+    ) -> (usize, Option<Instant>) {
+        let mut marked = 0;
+        let mut timer: Option<Instant> = None;
+        for seg in self.segs.iter_mut() {
+            if !seg.start.lt(rack.end) {
+                break;
+            }
+            if seg.sacked || seg.lost {
+                continue;
+            }
+            let before = seg.sent_at < rack.sent_at
+                || (seg.sent_at == rack.sent_at && seg.end().le(rack.end));
+            if !before {
+                continue;
+            }
+            let due = seg.sent_at + wait;
+            if due <= now {
+                seg.lost = true;
+                self.lost_bytes += u64::from(seg.len);
+                self.lost_queue.push_back(seg.start);
+                marked += 1;
+            } else {
+                timer = Some(timer.map_or(due, |t| t.min(due)));
+            }
+        }
+        (marked, timer)
+    }
+
+    /// Tail loss probe without new data (RFC 8985 §7.3): marks the last segment that is
+    /// neither SACKed nor already lost for retransmission, first in line.
+    pub fn mark_tail_lost(&mut self) -> bool {
+        match self.segs.iter_mut().rev().find(|s| !s.sacked) {
+            Some(seg) if !seg.lost => {
+                seg.lost = true;
+                self.lost_bytes += u64::from(seg.len);
+                self.lost_queue.push_front(seg.start);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -104,6 +190,11 @@ impl SendBuffer {
     /// Bytes between `una` and `nxt`.
     pub fn flight(&self) -> u64 {
         u64::from(self.nxt.since(self.una))
+    }
+
+    /// Bytes SACKed and not yet cumulatively acknowledged.
+    pub fn sacked(&self) -> u64 {
+        self.sacked_bytes
     }
 
     /// Bytes believed to be in the network: in flight, minus SACKed, minus lost and not yet
@@ -142,6 +233,7 @@ impl SendBuffer {
         self.lost_queue.clear();
         self.sacked_bytes = 0;
         self.lost_bytes = 0;
+        self.delivered = None;
     }
 
     /// Length of the next new segment, at most `max`: normally `min(max, unsent)`, but one byte
@@ -200,6 +292,9 @@ impl SendBuffer {
             if front.end().le(ack) {
                 let seg = *front;
                 self.segs.pop_front();
+                if !seg.sacked {
+                    note_delivered(&mut self.delivered, &seg);
+                }
                 resent |= seg.transmissions > 1;
                 if seg.sacked {
                     self.sacked_bytes -= u64::from(seg.len);
@@ -263,6 +358,7 @@ impl SendBuffer {
             if !seg.sacked {
                 seg.sacked = true;
                 newly += u64::from(seg.len);
+                note_delivered(&mut self.delivered, seg);
                 // A segment already given up as lost has waited through a timeout or a
                 // recovery: its age is not a round trip.
                 if seg.transmissions == 1 && !seg.lost {

@@ -10,8 +10,6 @@ use super::frame::{self, FrameError, FrameType, Header, Reply, HEADER_LEN, READY
 use super::names;
 use super::quota::{PeerQuota, QuotaConfig};
 use super::store::{Mailbox, MailboxError};
-use super::DATA_EXCHANGE_PORT;
-use crate::daemon::DaemonHandle;
 use crate::net::WallClock;
 use crate::services::conn::ServiceListener;
 use crate::services::Notify;
@@ -77,15 +75,8 @@ pub enum ConnError {
     Io(#[from] io::Error),
 }
 
-/// Serves port 1001 until the daemon stops.
-pub async fn run(handle: DaemonHandle, exchange: Arc<Exchange>) {
-    let mut listener = match ServiceListener::bind(&handle, DATA_EXCHANGE_PORT).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!(error = %e, "data exchange not started");
-            return;
-        }
-    };
+/// Serves a listener bound to port 1001 until the daemon stops.
+pub async fn run(mut listener: ServiceListener, exchange: Arc<Exchange>) {
     while let Some((stream, remote)) = listener.accept().await {
         let exchange = exchange.clone();
         tokio::spawn(async move {

@@ -6,8 +6,6 @@
 use super::broker::{Broker, SubscriberId};
 use super::frame::{self, FrameError};
 use super::queue::Outbox;
-use super::EVENT_STREAM_PORT;
-use crate::daemon::DaemonHandle;
 use crate::services::conn::ServiceListener;
 use crate::services::Notify;
 use crate::wire::SocketAddr;
@@ -19,12 +17,10 @@ use tokio::sync::oneshot;
 /// Bytes of queued events a writer joins into one write.
 const WRITE_BATCH: usize = 64 << 10;
 
-/// Serves port 1002 with a broker of default bounds until the daemon stops.
-pub async fn run(handle: DaemonHandle, notify: Notify) {
-    match ServiceListener::bind(&handle, EVENT_STREAM_PORT).await {
-        Ok(listener) => serve_listener(listener, Arc::new(Broker::default()), notify).await,
-        Err(e) => tracing::warn!(error = %e, "event stream not started"),
-    }
+/// Serves a listener bound to port 1002 with a broker of default bounds until the daemon
+/// stops.
+pub async fn run(listener: ServiceListener, notify: Notify) {
+    serve_listener(listener, Arc::new(Broker::default()), notify).await
 }
 
 /// Serves the connections of a bound `listener` with `broker` (whose counters the caller can

@@ -17,7 +17,7 @@ use super::frame::{
     Frame, FrameError, FrameType, Header, SendResults, StatusUpdate, SubmitRequest, SubmitResponse,
     HEADER_LEN,
 };
-use super::{client, id, local, policy, polo, queue, TASK_PORT};
+use super::{client, id, local, policy, polo, queue};
 use crate::daemon::{DaemonHandle, RegistryOp};
 use crate::net::WallClock;
 use crate::services::conn::ServiceListener;
@@ -128,15 +128,8 @@ impl TaskService {
     }
 }
 
-/// Serves port 1003 and runs the timers until the daemon stops.
-pub async fn run(handle: DaemonHandle, service: Arc<TaskService>) {
-    let mut listener = match ServiceListener::bind(&handle, TASK_PORT).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!(error = %e, "task submit not started");
-            return;
-        }
-    };
+/// Serves a listener bound to port 1003 and runs the timers until the daemon stops.
+pub async fn run(mut listener: ServiceListener, service: Arc<TaskService>) {
     let timers = tokio::spawn(sweep(service.clone()));
     while let Some((stream, remote)) = listener.accept().await {
         let service = service.clone();

@@ -46,6 +46,8 @@ pub struct Cubic {
     w_est: f64,
     /// Fractional window growth carried between ACKs, in bytes.
     carry: f64,
+    /// The window before the latest reduction.
+    prior_cwnd: u64,
 }
 
 impl Cubic {
@@ -60,6 +62,7 @@ impl Cubic {
             epoch_start: None,
             w_est: 0.0,
             carry: 0.0,
+            prior_cwnd: config.initial_window,
         }
     }
 
@@ -127,9 +130,22 @@ impl Controller for Cubic {
     }
 
     fn on_congestion_event(&mut self, _now: Instant, in_flight: u64) {
+        self.prior_cwnd = self.cwnd;
         self.reduce(in_flight);
         self.cwnd = self.ssthresh;
         self.w_est = self.segments(self.cwnd);
+    }
+
+    fn limit_reduction(&mut self, window: u64) {
+        let floor = window.min(self.prior_cwnd);
+        if floor <= self.cwnd {
+            return;
+        }
+        self.cwnd = floor;
+        self.ssthresh = self.ssthresh.max(floor);
+        self.w_est = self.segments(floor);
+        // The cubic curve climbs back to w_max from where the window now is.
+        self.k = ((self.w_max - self.w_est).max(0.0) / C).cbrt();
     }
 
     fn on_timeout(&mut self, _now: Instant, in_flight: u64) {
@@ -174,6 +190,28 @@ mod tests {
         // Twenty seconds later the window has passed the old maximum (convex region).
         assert!(c.window() > 100 * MSS, "{}", c.window() / MSS);
         assert!(c.window() > after_loss);
+    }
+
+    #[test]
+    fn a_loss_does_not_shrink_the_window_below_what_the_path_delivered() {
+        let t0 = Instant::now();
+        let mut c = Cubic::new(CubicConfig::with_mss(MSS));
+        c.on_congestion_event(t0, 100 * MSS);
+        c.on_congestion_event(t0, 10 * MSS);
+        assert!(c.window() < 10 * MSS);
+        // The path was carrying 90 segments per min RTT: a random loss, not a full queue.
+        let mut c = Cubic::new(CubicConfig::with_mss(MSS));
+        for _ in 0..45 {
+            c.on_ack(t0, 2 * MSS, None, false);
+        }
+        assert_eq!(c.window(), 100 * MSS);
+        c.on_congestion_event(t0, 100 * MSS);
+        c.limit_reduction(90 * MSS);
+        assert_eq!(c.window(), 90 * MSS);
+        // Never above the window before the loss.
+        c.on_congestion_event(t0, 90 * MSS);
+        c.limit_reduction(500 * MSS);
+        assert_eq!(c.window(), 90 * MSS);
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub trait Controller: Debug + Send {
     /// outstanding. Called once per recovery episode.
     fn on_congestion_event(&mut self, now: Instant, in_flight: u64);
 
+    /// Right after [`Controller::on_congestion_event`]: the path was delivering `window` bytes
+    /// per minimum round trip, so the reduction need not go below that (and never above the
+    /// window before the loss). A random loss then costs no throughput, while a loss from a
+    /// full queue still drains it (TCP Westwood+). The default ignores it.
+    fn limit_reduction(&mut self, window: u64) {
+        let _ = window;
+    }
+
     /// The retransmission timer fired with `in_flight` bytes outstanding.
     fn on_timeout(&mut self, now: Instant, in_flight: u64);
 

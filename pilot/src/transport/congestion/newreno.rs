@@ -33,6 +33,8 @@ pub struct NewReno {
     ssthresh: u64,
     /// Bytes acknowledged since the last one-MSS increase in congestion avoidance.
     acked_in_ca: u64,
+    /// The window before the latest reduction.
+    prior_cwnd: u64,
 }
 
 impl NewReno {
@@ -43,6 +45,7 @@ impl NewReno {
             cwnd: config.initial_window,
             ssthresh: u64::MAX,
             acked_in_ca: 0,
+            prior_cwnd: config.initial_window,
         }
     }
 }
@@ -65,9 +68,16 @@ impl Controller for NewReno {
     }
 
     fn on_congestion_event(&mut self, _now: Instant, in_flight: u64) {
+        self.prior_cwnd = self.cwnd;
         self.ssthresh = (in_flight / 2).max(self.config.minimum_window);
         self.cwnd = self.ssthresh;
         self.acked_in_ca = 0;
+    }
+
+    fn limit_reduction(&mut self, window: u64) {
+        let floor = window.min(self.prior_cwnd);
+        self.cwnd = self.cwnd.max(floor);
+        self.ssthresh = self.ssthresh.max(floor);
     }
 
     fn on_timeout(&mut self, _now: Instant, in_flight: u64) {

@@ -4,7 +4,10 @@ use super::{CloseReason, Connection, Event, State, DUP_THRESH};
 use crate::transport::recv_buf::Arrival;
 use crate::transport::seq::Seq;
 use crate::wire::{Flags, Header, Packet, Protocol, SackList};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Smallest RACK reordering window.
+const REO_WND_FLOOR: Duration = Duration::from_millis(1);
 
 impl Connection {
     /// Takes in a stream packet for this connection's tuple (the endpoint has routed it).
@@ -81,6 +84,11 @@ impl Connection {
                 }
                 self.confirmed = true;
                 self.rto_at = None;
+                // The handshake's round trip, when the SYN went out once (Karn): the first
+                // RTO of the data follows the path, and the endpoint remembers it per peer.
+                if let (1, Some(sent)) = (self.handshake_sends, self.handshake_sent) {
+                    self.rtt.sample(now.saturating_duration_since(sent));
+                }
                 self.last_recv = now;
                 self.arm_keepalive(now);
                 self.pending.ack = true;
@@ -189,14 +197,24 @@ impl Connection {
         self.last_recv = now;
         self.arm_keepalive(now);
         self.silent_timeouts = 0;
+        if !self.confirmed {
+            // The first ACK of our SYN-ACK, sent once: the listener's handshake sample.
+            if let (1, Some(sent)) = (self.handshake_sends, self.handshake_sent) {
+                self.rtt.sample(now.saturating_duration_since(sent));
+            }
+        }
         self.confirmed = true;
         let mss = self.config.mss as u64;
         let old_window = self.peer_window;
         let window = u64::from(h.window) * mss;
         let mut rtt_sent = None;
+        let sacked_before = self.send.sacked();
+        let mut delivered_bytes = 0;
         if ack.gt(una) {
             let pipe_before = self.send.pipe();
             let acked = self.send.ack(ack);
+            // Bytes SACKed earlier were counted as delivered then.
+            delivered_bytes += acked.bytes - (sacked_before - self.send.sacked());
             rtt_sent = acked.rtt_sent_at;
             self.rtt.reset_backoff();
             self.dup_acks = 0;
@@ -261,35 +279,128 @@ impl Connection {
         if let Some(list) = sack {
             self.stats.sacks_received += 1;
             for block in list.iter() {
-                let (_, sampled) = self.send.sack(Seq(block.left), Seq(block.right));
+                let (newly, sampled) = self.send.sack(Seq(block.left), Seq(block.right));
+                delivered_bytes += newly;
                 rtt_sent = rtt_sent.or(sampled);
             }
+        }
+        if delivered_bytes > 0 {
+            let round = self.rtt.srtt().unwrap_or(self.config.initial_rto);
+            self.delivery.on_delivered(now, delivered_bytes, round);
         }
         // One RTT sample per ACK: the newest segment it covers that was sent once (the
         // reference took one per segment, all inflated by the delayed ACK, Q18).
         if let Some(sent) = rtt_sent {
             self.rtt.sample(now.saturating_duration_since(sent));
         }
+        let delivered = self.update_rack(now);
+        if delivered || ack.gt(una) {
+            // The peer is getting data: no probe is outstanding any more.
+            self.tlp_outstanding = false;
+        }
         if self.send.flight() > 0 {
             let threshold = u64::from(DUP_THRESH) * mss;
+            let by_time = self.detect_lost_by_time(now);
             if !self.in_recovery
-                && (self.dup_acks >= DUP_THRESH || self.send.head_lost_by_sack(threshold))
+                && (by_time > 0
+                    || self.dup_acks >= DUP_THRESH
+                    || self.send.head_lost_by_sack(threshold))
             {
-                self.epoch = self.epoch.wrapping_add(1);
-                self.in_recovery = true;
-                self.recovery_point = self.send.nxt();
-                self.cc.on_congestion_event(now, self.send.flight());
-                self.stats.fast_retransmits += 1;
-                self.send.mark_head_lost(self.epoch);
-                // The first retransmission of an episode goes out whatever the window says
-                // (RFC 6675 §5 step 4.3).
-                self.retransmit_now = true;
+                self.enter_recovery(now);
             }
             if self.in_recovery {
                 // Every hole the SACK blocks reveal, not one per tick (Q3).
                 self.send.mark_lost_by_sack(threshold, self.epoch);
             }
         }
+        if delivered || ack.gt(una) {
+            self.arm_tlp(now);
+        }
+    }
+
+    /// One loss-recovery episode begins: one window reduction, the head resent at once.
+    pub(super) fn enter_recovery(&mut self, now: Instant) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.in_recovery = true;
+        self.recovery_point = self.send.nxt();
+        self.cc.on_congestion_event(now, self.send.flight());
+        if let Some(min_rtt) = self.rtt.min_rtt() {
+            // Shrink no further than what the path was delivering: random loss is not
+            // congestion (see `delivery_rate`).
+            self.cc.limit_reduction(self.delivery.window(min_rtt));
+        }
+        self.stats.fast_retransmits += 1;
+        self.send.mark_head_lost(self.epoch);
+        // The first retransmission of an episode goes out whatever the window says
+        // (RFC 6675 §5 step 4.3).
+        self.retransmit_now = true;
+    }
+
+    /// Takes the newest delivered transmission from this ACK into RACK's state; returns
+    /// whether anything was delivered.
+    fn update_rack(&mut self, now: Instant) -> bool {
+        let Some(d) = self.send.take_delivered() else {
+            return false;
+        };
+        let rtt = now.saturating_duration_since(d.sent_at);
+        // A retransmission acknowledged faster than the path's minimum round trip was the
+        // original arriving late: its send time says nothing (RFC 8985 §6.2 step 2).
+        let ambiguous = d.retransmitted && self.rtt.min_rtt().is_some_and(|m| rtt < m);
+        let newer = self
+            .rack
+            .is_none_or(|r| d.sent_at > r.sent_at || (d.sent_at == r.sent_at && d.end.gt(r.end)));
+        if !ambiguous && newer {
+            self.rack = Some(d);
+            self.rack_rtt = rtt;
+        }
+        true
+    }
+
+    /// RACK's time rule: a segment sent more than the reordering window before one that was
+    /// delivered is lost, whether it is an original or a retransmission (a lost retransmission
+    /// no longer waits for the RTO). Arms the reordering timer for the ones not yet due.
+    pub(super) fn detect_lost_by_time(&mut self, now: Instant) -> u64 {
+        self.rack_at = None;
+        let Some(rack) = self.rack else { return 0 };
+        if self.send.flight() == 0 {
+            return 0;
+        }
+        // RFC 8985 §6.2: a quarter of the minimum RTT, never more than the smoothed RTT; at
+        // least a millisecond, so segments sent in one burst are never lost the instant a
+        // later one of the burst is reported.
+        let min_rtt = self.rtt.min_rtt().unwrap_or(self.rack_rtt);
+        let reo_wnd = (min_rtt / 4)
+            .min(self.rtt.srtt().unwrap_or(min_rtt))
+            .max(REO_WND_FLOOR);
+        let (marked, timer) = self
+            .send
+            .mark_lost_by_time(now, rack, self.rack_rtt + reo_wnd);
+        self.rack_at = timer;
+        self.stats.rack_losses += marked as u64;
+        marked as u64
+    }
+
+    /// Arms the tail loss probe (RFC 8985 §7.2): two smoothed RTTs after the latest send or
+    /// delivery (plus the delayed-ACK time when one segment is out), and never after the RTO,
+    /// which the probe then stands in for. Unlike RFC 8985, and like QUIC's PTO, it is armed
+    /// in recovery too: a lost retransmission at the end of an episode, with nothing sent
+    /// after it, is then probed instead of waiting for the RTO and a window of one segment.
+    pub(super) fn arm_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        let flight = self.send.flight();
+        if self.tlp_outstanding || flight == 0 {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else { return };
+        let mut pto = srtt * 2;
+        if flight <= self.config.mss as u64 {
+            pto += self.config.delayed_ack;
+        }
+        let at = now + pto.max(std::time::Duration::from_millis(1));
+        self.tlp_at = Some(match self.rto_at {
+            Some(rto) => at.min(rto),
+            None => at,
+        });
     }
 
     fn on_data(&mut self, now: Instant, seq: Seq, payload: &[u8]) {

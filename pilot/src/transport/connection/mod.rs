@@ -17,10 +17,11 @@ mod timers;
 
 use super::config::Config;
 use super::congestion::Controller;
+use super::delivery_rate::DeliveryRate;
 use super::pacing::Pacer;
 use super::recv_buf::RecvBuffer;
 use super::rtt::RttEstimator;
-use super::send_buf::SendBuffer;
+use super::send_buf::{Delivered, SendBuffer};
 use super::seq::Seq;
 use crate::wire::{Addr, Header, SocketAddr};
 use std::collections::VecDeque;
@@ -139,8 +140,12 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Segments retransmitted, for any reason.
     pub retransmits: u64,
-    /// Loss-recovery episodes started by duplicate ACKs or SACK.
+    /// Loss-recovery episodes started by duplicate ACKs, SACK or RACK.
     pub fast_retransmits: u64,
+    /// Segments marked lost by RACK's time rule (RFC 8985).
+    pub rack_losses: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_probes: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
     /// SYNs sent again during the dial (the daemon switches a peer to the relay after three,
@@ -217,6 +222,8 @@ struct Pending {
     /// A zero-window probe or keepalive is due.
     probe: bool,
     keepalive: bool,
+    /// A tail loss probe is due.
+    tlp: bool,
 }
 
 /// A reliable stream connection.
@@ -242,6 +249,7 @@ pub struct Connection {
     cc: Box<dyn Controller>,
     rtt: RttEstimator,
     pacer: Pacer,
+    delivery: DeliveryRate,
 
     /// Peer's receive window in bytes (`u64::MAX` = no limit known).
     peer_window: u64,
@@ -258,6 +266,15 @@ pub struct Connection {
     epoch: u32,
     /// Timeouts in a row with no answer from the peer in between.
     silent_timeouts: u32,
+    /// RACK (RFC 8985): the newest transmission known delivered, and the round trip it took.
+    rack: Option<Delivered>,
+    rack_rtt: Duration,
+    /// RACK's reordering timer: a segment sent before `rack` becomes lost then.
+    rack_at: Option<Instant>,
+    /// The tail loss probe timer (2 SRTT after the last send or ACK).
+    tlp_at: Option<Instant>,
+    /// A probe went out and no ACK of new data has come back since.
+    tlp_outstanding: bool,
 
     /// Our FIN's sequence number once sent.
     fin_seq: Option<Seq>,
@@ -284,6 +301,12 @@ pub struct Connection {
     persist_backoff: Duration,
     syn_rto: Duration,
     syn_retries: u32,
+    /// When the dial fails if still unanswered (the unseeded schedule's total, so a seeded,
+    /// shorter first RTO probes more often but gives up no sooner).
+    dial_deadline: Instant,
+    /// When our SYN or SYN-ACK went out, while it went out only once (for an RTT sample).
+    handshake_sent: Option<Instant>,
+    handshake_sends: u32,
     last_recv: Instant,
     keepalive_at: Option<Instant>,
     time_wait_until: Option<Instant>,
@@ -324,6 +347,7 @@ impl Connection {
             cc,
             rtt,
             pacer: Pacer::default(),
+            delivery: DeliveryRate::default(),
             peer_window: u64::MAX,
             window_seq: irs,
             last_adv: 0,
@@ -333,6 +357,11 @@ impl Connection {
             recovery_point: iss,
             epoch: 0,
             silent_timeouts: 0,
+            rack: None,
+            rack_rtt: Duration::ZERO,
+            rack_at: None,
+            tlp_at: None,
+            tlp_outstanding: false,
             fin_seq: None,
             fin_acked: false,
             peer_fin: None,
@@ -349,8 +378,11 @@ impl Connection {
             pace_at: None,
             persist_at: None,
             persist_backoff,
+            dial_deadline: now + dial_budget(&config),
             syn_rto,
             syn_retries: 0,
+            handshake_sent: None,
+            handshake_sends: 0,
             last_recv: now,
             keepalive_at: None,
             time_wait_until: None,
@@ -397,6 +429,38 @@ impl Connection {
         conn.events.push_back(Event::Connected);
         conn.arm_keepalive(now);
         conn
+    }
+
+    /// Seeds the round-trip estimate with `rtt`, measured to the same peer by an earlier
+    /// connection or by the tunnel, so the first timeouts (a lost SYN, SYN-ACK or first
+    /// segment) follow the path instead of the flat initial 1 s. Ignored once this connection
+    /// has its own sample.
+    pub fn set_rtt_hint(&mut self, now: Instant, rtt: Duration) {
+        if !(self.rtt.srtt().is_none() || self.rtt.is_seeded()) || rtt.is_zero() {
+            return;
+        }
+        self.rtt.seed(rtt);
+        if self.state == State::SynSent && self.syn_retries == 0 {
+            // RFC 6298's RTO for one sample (3 RTT, within the floor and the usual first SYN
+            // timeout), from when the SYN went (or goes) out.
+            self.syn_rto = self.rtt.rto().min(self.config.syn_initial_rto);
+            let sent = self.handshake_sent.unwrap_or(now);
+            self.rto_at = Some(sent + self.syn_rto);
+        }
+    }
+
+    /// The smoothed round-trip time, once measured (or seeded).
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// The smoothed round-trip time measured by this connection itself (not a hint).
+    pub fn measured_rtt(&self) -> Option<Duration> {
+        if self.rtt.is_seeded() {
+            None
+        } else {
+            self.rtt.srtt()
+        }
     }
 
     // ---- accessors -------------------------------------------------------------------------
@@ -646,6 +710,8 @@ impl Connection {
         self.rto_at = None;
         self.delayed_ack_at = None;
         self.pace_at = None;
+        self.rack_at = None;
+        self.tlp_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
         self.linger_until = None;
@@ -660,4 +726,16 @@ impl Connection {
     fn accepts_data(&self) -> bool {
         matches!(self.state, State::Established | State::Closing) && !self.peer_finished
     }
+}
+
+/// The time an unanswered dial takes with the configured, unseeded schedule: the first SYN
+/// timeout doubling up to its cap, once per retry and once more for the last SYN.
+fn dial_budget(config: &Config) -> Duration {
+    let mut rto = config.syn_initial_rto;
+    let mut total = Duration::ZERO;
+    for _ in 0..=config.syn_retries {
+        total += rto;
+        rto = (rto * 2).min(config.syn_max_rto);
+    }
+    total
 }

@@ -79,11 +79,13 @@ impl Connection {
         }
         if self.pending.syn {
             self.pending.syn = false;
+            self.note_handshake_sent(now);
             let w = self.adv_window();
             return Some(self.header(Flags::SYN, self.iss, Seq(0), w));
         }
         if self.pending.syn_ack {
             self.pending.syn_ack = false;
+            self.note_handshake_sent(now);
             let w = self.adv_window();
             return Some(self.header(Flags::SYN | Flags::ACK, self.iss, self.irs.plus(1), w));
         }
@@ -144,9 +146,31 @@ impl Connection {
         None
     }
 
+    fn note_handshake_sent(&mut self, now: Instant) {
+        self.handshake_sends += 1;
+        self.handshake_sent.get_or_insert(now);
+    }
+
     /// A retransmission, new data or a zero-window probe, if the windows allow one.
     fn next_data(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Header> {
         let mss = self.config.mss;
+        if self.pending.tlp {
+            // Tail loss probe (RFC 8985 §7.3): new data if the peer's window takes some, else
+            // the last segment again; either way its ACK or SACK shows what is missing.
+            self.pending.tlp = false;
+            let unsent = self.send.unsent();
+            let room = self.peer_window.saturating_sub(self.send.flight());
+            if unsent > 0 && room > 0 {
+                let len = self
+                    .send
+                    .next_len(mss.min(unsent).min(room.min(usize::MAX as u64) as usize));
+                self.pacer.on_send(len as u64);
+                return Some(self.send_new(now, len, out));
+            }
+            if self.send.mark_tail_lost() {
+                self.retransmit_now = true;
+            }
+        }
         let cwnd = self.cc.window();
         let pipe = self.send.pipe();
         if let Some(seg) = self.send.peek_lost() {
@@ -238,6 +262,7 @@ impl Connection {
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
+        self.arm_tlp(now);
         self.data_header(seq)
     }
 

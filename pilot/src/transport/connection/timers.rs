@@ -14,6 +14,8 @@ impl Connection {
         };
         [
             self.rto_at,
+            self.tlp_at,
+            self.rack_at,
             self.delayed_ack_at,
             self.pace_at,
             self.persist_at,
@@ -55,6 +57,22 @@ impl Connection {
                 }
             }
         }
+        if self.rack_at.is_some_and(|t| t <= now) {
+            self.rack_at = None;
+            if self.detect_lost_by_time(now) > 0 && !self.in_recovery {
+                self.enter_recovery(now);
+            }
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
+            if self.send.flight() > 0 {
+                // The probe stands in for the RTO, which restarts behind it.
+                self.tlp_outstanding = true;
+                self.pending.tlp = true;
+                self.stats.tail_probes += 1;
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
         if self.rto_at.is_some_and(|t| t <= now) {
             self.rto_at = None;
             self.on_rto(now);
@@ -92,14 +110,20 @@ impl Connection {
     fn on_rto(&mut self, now: Instant) {
         if self.state == State::SynSent {
             self.syn_retries += 1;
-            if self.syn_retries > self.config.syn_retries {
+            // A seeded (short) first timeout sends more SYNs early, but the dial lasts as long
+            // as the configured schedule before it fails.
+            if self.syn_retries > self.config.syn_retries && now >= self.dial_deadline {
                 self.finish(CloseReason::DialTimeout, now);
                 return;
             }
             self.pending.syn = true;
             self.stats.syn_retransmits += 1;
             self.syn_rto = (self.syn_rto * 2).min(self.config.syn_max_rto);
-            self.rto_at = Some(now + self.syn_rto);
+            let mut next = now + self.syn_rto;
+            if self.syn_retries >= self.config.syn_retries {
+                next = next.min(self.dial_deadline.max(now));
+            }
+            self.rto_at = Some(next);
             return;
         }
         let fin_outstanding = self.fin_seq.is_some() && !self.fin_acked;

@@ -5,4 +5,5 @@ mod harness;
 mod interop;
 mod loss;
 mod quirks;
+mod recovery;
 mod stream;
