@@ -690,12 +690,15 @@ impl Tunnel {
             return;
         };
         peer.checking_registration = true;
-        let limits = &self.config.limits;
+        self.ask_registry_key(now, node);
+    }
+
+    /// Asks the daemon for `node`'s registry record, unless a lookup is already outstanding or
+    /// too many are (bounded: the node may be named by an unverified sender).
+    fn ask_registry_key(&mut self, now: Instant, node: u32) {
         let retry = self.config.timing.lookup_retry;
-        if self
-            .keycache
-            .should_ask(now, node, retry, limits.outstanding_lookups)
-        {
+        let limit = self.config.limits.outstanding_lookups;
+        if self.keycache.should_ask(now, node, retry, limit) {
             self.events.push_back(TunnelEvent::NeedRegistryKey(node));
         }
     }

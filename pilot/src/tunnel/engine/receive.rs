@@ -224,12 +224,7 @@ impl Tunnel {
                 if !self.keycache.stash(node, stashed, room, retry) {
                     return;
                 }
-                if self
-                    .keycache
-                    .should_ask(now, node, retry, limits.outstanding_lookups)
-                {
-                    self.events.push_back(TunnelEvent::NeedRegistryKey(node));
-                }
+                self.ask_registry_key(now, node);
             }
         }
     }
@@ -281,14 +276,7 @@ impl Tunnel {
         let key = match self.keycache.get(now, node) {
             Some(key) => key,
             None => {
-                let limits = &self.config.limits;
-                let retry = self.config.timing.lookup_retry;
-                if self
-                    .keycache
-                    .should_ask(now, node, retry, limits.outstanding_lookups)
-                {
-                    self.events.push_back(TunnelEvent::NeedRegistryKey(node));
-                }
+                self.ask_registry_key(now, node);
                 RegistryKey::Unavailable
             }
         };
