@@ -161,18 +161,17 @@ async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
     };
     let (mut rd, mut wr) = stream.into_split();
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         let may_read =
             !state.closing && (state.credit || state.queued_sends < REFERENCE_SEND_QUEUE);
         tokio::select! {
             biased;
-            n = rd.read(&mut buf), if may_read => {
+            n = rd.read(decoder.spare(READ_BUFFER)), if may_read => {
                 let n = n?;
                 if n == 0 {
                     return Ok(());
                 }
-                decoder.extend(&buf[..n]);
+                decoder.commit(n);
                 // Consecutive Sends on one connection reach the daemon as one: a client
                 // writing 4 KiB at a time costs one request per read, not one per message.
                 let mut merged: Option<(u32, Vec<u8>)> = None;

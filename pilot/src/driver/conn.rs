@@ -429,14 +429,13 @@ fn send_error_conn(message: &str) -> Option<u32> {
 
 async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf) {
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 64 << 10];
     let reason = 'socket: loop {
-        let n = match rd.read(&mut buf).await {
+        let n = match rd.read(decoder.spare(READ_BUFFER)).await {
             Ok(0) => break "the daemon closed the socket".to_string(),
             Ok(n) => n,
             Err(e) => break format!("reading the socket failed: {e}"),
         };
-        decoder.extend(&buf[..n]);
+        decoder.commit(n);
         loop {
             match decoder.next_message() {
                 Ok(Some(message)) => shared.dispatch(message),
@@ -447,6 +446,9 @@ async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf) {
     };
     shared.fail(reason);
 }
+
+/// Bytes read from the socket at a time (straight into the frame decoder).
+const READ_BUFFER: usize = 256 << 10;
 
 /// Bytes of queued messages the writer joins into one socket write.
 const WRITE_BATCH: usize = 1 << 20;
