@@ -34,6 +34,10 @@ pub const RECV_BUFFER_LIMIT: usize = 8 << 20;
 /// of one write and one task hand-off each, while the queue stays bounded.
 pub const WRITE_BEHIND: usize = 1 << 20;
 
+/// Messages a stream may have queued for the socket: tiny writes cannot pile up a million
+/// queue entries within [`WRITE_BEHIND`] bytes.
+pub const WRITE_BEHIND_MESSAGES: usize = 256;
+
 /// Receive window granted per connection when the daemon's HelloOK names none.
 pub(crate) const DEFAULT_RECV_WINDOW: u32 = 256 << 10;
 
@@ -260,8 +264,8 @@ impl Stream {
     }
 
     /// Forgets the queued messages that reached the daemon socket, oldest first, and waits
-    /// (registering `cx`) while more than `limit` bytes of them are left, or while any is
-    /// left if `limit` is `None`.
+    /// (registering `cx`) while more than `limit` bytes or [`WRITE_BEHIND_MESSAGES`] of them
+    /// are left, or while any is left if `limit` is `None`.
     fn poll_in_flight(
         &mut self,
         cx: &mut Context<'_>,
@@ -273,7 +277,12 @@ impl Stream {
             let result = match Pin::new(rx).poll(cx) {
                 Poll::Ready(result) => result,
                 Poll::Pending => match limit {
-                    Some(limit) if self.in_flight_bytes <= limit => break,
+                    Some(limit)
+                        if self.in_flight_bytes <= limit
+                            && self.in_flight.len() < WRITE_BEHIND_MESSAGES =>
+                    {
+                        break
+                    }
                     _ => return Poll::Pending,
                 },
             };
