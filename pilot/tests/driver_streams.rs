@@ -4,10 +4,10 @@
 mod driver_support;
 
 use driver_support::{guard, Client, FakeDaemon};
-use pilot::driver::{Driver, Stream, MAX_SEND_CHUNK, RECV_BUFFER_LIMIT};
+use pilot::driver::{Driver, Stream, MAX_SEND_CHUNK, RECV_BUFFER_LIMIT, WRITE_BEHIND_MESSAGES};
 use pilot::ipc::{Command, Event};
 use pilot::wire::Addr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Dials through `driver`, playing the daemon's side with connection ID `conn`.
 async fn dial(driver: &Driver, client: &mut Client, conn: u32) -> Stream {
@@ -100,6 +100,39 @@ async fn large_writes_are_split_into_messages_under_the_cap() {
     }
     assert!(received == expected);
     guard("writer", writer).await.unwrap();
+}
+
+#[tokio::test]
+async fn small_writes_queue_behind_each_other_in_order_and_the_queue_is_bounded() {
+    let daemon = FakeDaemon::new();
+    let (driver, mut client) =
+        tokio::join!(Driver::connect(daemon.path()), daemon.accept_reference());
+    let driver = driver.unwrap();
+    let mut stream = dial(&driver, &mut client, 2).await;
+    // Polled back to back, so the writer task cannot run in between: each write is taken
+    // at once (not after the previous one reached the socket) until the queue is full.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut expected = Vec::new();
+    for i in 0..WRITE_BEHIND_MESSAGES {
+        let chunk = [i as u8; 16];
+        let polled = std::pin::Pin::new(&mut stream).poll_write(&mut cx, &chunk);
+        assert!(
+            matches!(polled, std::task::Poll::Ready(Ok(16))),
+            "write {i}: {polled:?}"
+        );
+        expected.extend_from_slice(&chunk);
+    }
+    let polled = std::pin::Pin::new(&mut stream).poll_write(&mut cx, b"more");
+    assert!(polled.is_pending(), "the queue is bounded: {polled:?}");
+    guard("flush", stream.flush()).await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < expected.len() {
+        match client.recv().await {
+            Command::Send { conn: 2, data } => received.extend_from_slice(&data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(received == expected, "every byte, in order");
 }
 
 #[tokio::test]

@@ -36,6 +36,10 @@ pub const REFERENCE_SEND_QUEUE: usize = 4 << 20;
 pub const HELLO_RECV_CREDIT: u32 = 1 << 20;
 /// The send credit granted per connection in HelloOK.
 pub const HELLO_SEND_CREDIT: u32 = 1 << 20;
+/// Bytes read from a client's socket at a time.
+const READ_BUFFER: usize = 256 << 10;
+/// Largest run of one connection's Sends joined into one request to the daemon.
+const MERGED_SEND: usize = 1 << 20;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -157,22 +161,50 @@ async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
     };
     let (mut rd, mut wr) = stream.into_split();
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 1 << 16];
     loop {
         let may_read =
             !state.closing && (state.credit || state.queued_sends < REFERENCE_SEND_QUEUE);
         tokio::select! {
             biased;
-            n = rd.read(&mut buf), if may_read => {
+            n = rd.read(decoder.spare(READ_BUFFER)), if may_read => {
                 let n = n?;
                 if n == 0 {
                     return Ok(());
                 }
-                decoder.extend(&buf[..n]);
+                decoder.commit(n);
+                // Consecutive Sends on one connection reach the daemon as one: a client
+                // writing 4 KiB at a time costs one request per read, not one per message.
+                let mut merged: Option<(u32, Vec<u8>)> = None;
                 loop {
                     match decoder.next_message() {
-                        Ok(Some(message)) => state.command(&session, &mut replies, message),
-                        Ok(None) => break,
+                        Ok(Some(message)) => {
+                            let Some((conn, data)) = send_payload(message) else {
+                                if let Some((conn, data)) = merged.take() {
+                                    state.send(&session, conn, data);
+                                }
+                                state.command(&session, &mut replies, message);
+                                continue;
+                            };
+                            match &mut merged {
+                                Some((c, queued)) if *c == conn && queued.len() + data.len() <= MERGED_SEND => {
+                                    queued.extend_from_slice(data);
+                                }
+                                _ => {
+                                    if let Some((conn, data)) = merged.take() {
+                                        state.send(&session, conn, data);
+                                    }
+                                    let mut queued = Vec::with_capacity(data.len().max(READ_BUFFER));
+                                    queued.extend_from_slice(data);
+                                    merged = Some((conn, queued));
+                                }
+                            }
+                        }
+                        Ok(None) => {
+                            if let Some((conn, data)) = merged.take() {
+                                state.send(&session, conn, data);
+                            }
+                            break;
+                        }
                         Err(e) => {
                             // Spec §4.1: an oversized length ends the client.
                             tracing::info!(error = %e, "IPC client sent an invalid frame; dropping it");
@@ -291,6 +323,14 @@ impl State {
         }
     }
 
+    /// Hands a Send's data to the daemon.
+    fn send(&mut self, session: &Session, conn: u32, data: Vec<u8>) {
+        if !self.credit {
+            self.queued_sends += data.len();
+        }
+        session.send(conn, data);
+    }
+
     fn command(&mut self, session: &Session, replies: &mut VecDeque<Reply>, message: &[u8]) {
         let command = match Command::decode(message) {
             Ok(c) => c,
@@ -300,13 +340,7 @@ impl State {
             }
         };
         let reply: Reply = match command {
-            Command::Send { conn, data } => {
-                if !self.credit {
-                    self.queued_sends += data.len();
-                }
-                session.send(conn, data);
-                return;
-            }
+            Command::Send { conn, data } => return self.send(session, conn, data),
             Command::RecvCredit { conn, bytes } => {
                 session.grant(conn, bytes);
                 return;
@@ -450,6 +484,15 @@ impl State {
             &json!({"version": 1, "features": accepted,
                     "recv_credit": HELLO_RECV_CREDIT, "send_credit": HELLO_SEND_CREDIT}),
         )
+    }
+}
+
+/// A Send message's connection and data, without copying them; `None` for other messages
+/// (a malformed Send included: [`State::command`] answers it).
+fn send_payload(message: &[u8]) -> Option<(u32, &[u8])> {
+    match message {
+        [code::SEND, a, b, c, d, data @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), data)),
+        _ => None,
     }
 }
 

@@ -429,14 +429,13 @@ fn send_error_conn(message: &str) -> Option<u32> {
 
 async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf) {
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 64 << 10];
     let reason = 'socket: loop {
-        let n = match rd.read(&mut buf).await {
+        let n = match rd.read(decoder.spare(READ_BUFFER)).await {
             Ok(0) => break "the daemon closed the socket".to_string(),
             Ok(n) => n,
             Err(e) => break format!("reading the socket failed: {e}"),
         };
-        decoder.extend(&buf[..n]);
+        decoder.commit(n);
         loop {
             match decoder.next_message() {
                 Ok(Some(message)) => shared.dispatch(message),
@@ -448,21 +447,54 @@ async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf) {
     shared.fail(reason);
 }
 
+/// Bytes read from the socket at a time (straight into the frame decoder).
+const READ_BUFFER: usize = 256 << 10;
+
+/// Bytes of queued messages the writer joins into one socket write.
+const WRITE_BATCH: usize = 1 << 20;
+
 async fn write_loop(
     shared: Weak<Shared>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     mut wr: OwnedWriteHalf,
 ) {
-    while let Some(out) = rx.recv().await {
-        if let Err(e) = wr.write_all(&out.frame).await {
-            if let Some(shared) = shared.upgrade() {
-                shared.fail(format!("writing the socket failed: {e}"));
+    let mut batch: Vec<u8> = Vec::new();
+    let mut done: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        // Whatever else is already queued goes out in the same write: one system call for a
+        // run of small messages instead of one each.
+        let written = match rx.try_recv() {
+            Err(_) => {
+                done.extend(first.done);
+                wr.write_all(&first.frame).await
             }
+            Ok(second) => {
+                batch.clear();
+                for message in [first, second] {
+                    batch.extend_from_slice(&message.frame);
+                    done.extend(message.done);
+                }
+                while batch.len() < WRITE_BATCH {
+                    let Ok(message) = rx.try_recv() else { break };
+                    batch.extend_from_slice(&message.frame);
+                    done.extend(message.done);
+                }
+                wr.write_all(&batch).await
+            }
+        };
+        if let Err(e) = written {
+            fail(&shared, e);
             return;
         }
-        if let Some(done) = out.done {
-            let _ = done.send(());
+        for d in done.drain(..) {
+            let _ = d.send(());
         }
+    }
+}
+
+fn fail(shared: &Weak<Shared>, e: io::Error) {
+    if let Some(shared) = shared.upgrade() {
+        shared.fail(format!("writing the socket failed: {e}"));
     }
 }
 

@@ -34,7 +34,7 @@ pub use error::{DriverError, Result};
 pub use info::{ConnInfo, Info, PeerInfo, PendingRequest, Resolved, TrustReply, TrustedPeer};
 pub use listener::Listener;
 pub use socket_path::{default_socket_path, socket_path_from};
-pub use stream::{Stream, MAX_SEND_CHUNK, RECV_BUFFER_LIMIT};
+pub use stream::{Stream, MAX_SEND_CHUNK, RECV_BUFFER_LIMIT, WRITE_BEHIND, WRITE_BEHIND_MESSAGES};
 
 use crate::ipc::message::code;
 use crate::ipc::{Command, Event, MAX_MESSAGE};

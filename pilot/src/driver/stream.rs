@@ -29,6 +29,15 @@ pub const MAX_SEND_CHUNK: usize = MAX_MESSAGE - 5;
 /// Unread bytes a connection may hold when the daemon has no flow control (reference daemon).
 pub const RECV_BUFFER_LIMIT: usize = 8 << 20;
 
+/// Bytes of Send messages a stream may have queued for the socket and not yet written. Small
+/// application writes (a 4 KiB loop) then ride to the daemon many per socket write instead
+/// of one write and one task hand-off each, while the queue stays bounded.
+pub const WRITE_BEHIND: usize = 1 << 20;
+
+/// Messages a stream may have queued for the socket: tiny writes cannot pile up a million
+/// queue entries within [`WRITE_BEHIND`] bytes.
+pub const WRITE_BEHIND_MESSAGES: usize = 256;
+
 /// Receive window granted per connection when the daemon's HelloOK names none.
 pub(crate) const DEFAULT_RECV_WINDOW: u32 = 256 << 10;
 
@@ -191,17 +200,21 @@ fn wake(waker: &mut Option<Waker>) {
 ///
 /// Reads return the bytes in order, then end of file once the daemon reports the connection
 /// closed, or an error if it failed (socket loss included). Writes are split into messages of
-/// at most [`MAX_SEND_CHUNK`] bytes; each `poll_write` accepts one message and the next waits
-/// until it reached the daemon (and, with credits, until the daemon has room). `shutdown`
-/// closes the whole connection: there is no half-close in the IPC protocol. Dropping a stream
-/// closes it too.
+/// at most [`MAX_SEND_CHUNK`] bytes; each `poll_write` queues one message for the socket, and
+/// writes wait while [`WRITE_BEHIND`] bytes of them are not yet written (and, with credits,
+/// until the daemon has room). `flush` waits until every queued message reached the daemon
+/// socket. `shutdown` closes the whole connection: there is no half-close in the IPC
+/// protocol. Dropping a stream closes it too, after what was queued.
 pub struct Stream {
     inner: Arc<Inner>,
     id: u32,
     peer: SocketAddr,
     local_port: Option<u16>,
     slot: ConnSlot,
-    in_flight: Option<oneshot::Receiver<()>>,
+    /// Messages queued for the socket, oldest first, each with its payload length.
+    in_flight: VecDeque<(oneshot::Receiver<()>, usize)>,
+    /// Sum of the lengths in `in_flight`.
+    in_flight_bytes: usize,
     closed: bool,
 }
 
@@ -229,7 +242,8 @@ impl Stream {
             peer,
             local_port,
             slot,
-            in_flight: None,
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             closed: false,
         }
     }
@@ -249,16 +263,44 @@ impl Stream {
         self.local_port
     }
 
-    /// Waits until the previous message reached the daemon socket.
-    fn poll_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(rx) = &mut self.in_flight {
-            let result = ready!(Pin::new(rx).poll(cx));
-            self.in_flight = None;
+    /// Forgets the queued messages that reached the daemon socket, oldest first, and waits
+    /// (registering `cx`) while more than `limit` bytes or [`WRITE_BEHIND_MESSAGES`] of them
+    /// are left, or while any is left if `limit` is `None`.
+    fn poll_in_flight(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: Option<usize>,
+    ) -> Poll<io::Result<()>> {
+        while let Some((rx, len)) = self.in_flight.front_mut() {
+            let len = *len;
+            // The writer writes in order: a message not yet written holds up the ones after.
+            let result = match Pin::new(rx).poll(cx) {
+                Poll::Ready(result) => result,
+                Poll::Pending => match limit {
+                    Some(limit)
+                        if self.in_flight_bytes <= limit
+                            && self.in_flight.len() < WRITE_BEHIND_MESSAGES =>
+                    {
+                        break
+                    }
+                    _ => return Poll::Pending,
+                },
+            };
+            self.in_flight_bytes -= len;
+            self.in_flight.pop_front();
             if result.is_err() {
                 return Poll::Ready(Err(self.lost_error()));
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Queues a framed message for the socket, tracked until it is written.
+    fn queue(&mut self, frame: Vec<u8>, len: usize) {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.send_frame(frame, Some(tx));
+        self.in_flight.push_back((rx, len));
+        self.in_flight_bytes += len;
     }
 
     fn lost_error(&self) -> io::Error {
@@ -320,7 +362,9 @@ impl AsyncWrite for Stream {
                 format!("connection {} was shut down by this side", this.id),
             )));
         }
-        ready!(this.poll_in_flight(cx))?;
+        // Room for this write: the queue may hold WRITE_BEHIND bytes before it.
+        let room = WRITE_BEHIND.saturating_sub(buf.len().min(MAX_SEND_CHUNK));
+        ready!(this.poll_in_flight(cx, Some(room)))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -343,29 +387,27 @@ impl AsyncWrite for Stream {
         let mut frame = Vec::with_capacity(9 + n);
         // Cannot fail: n is at most MAX_SEND_CHUNK.
         let _ = encode_message(code::SEND, &[&this.id.to_be_bytes(), &buf[..n]], &mut frame);
-        let (tx, rx) = oneshot::channel();
-        this.inner.shared.send_frame(frame, Some(tx));
-        this.in_flight = Some(rx);
+        this.queue(frame, n);
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_in_flight(cx)
+        self.get_mut().poll_in_flight(cx, None)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.closed {
-            ready!(this.poll_in_flight(cx))?;
+            ready!(this.poll_in_flight(cx, None))?;
             let (tx, rx) = oneshot::channel();
             this.inner
                 .shared
                 .send_command(&Command::Close { conn: this.id }, Some(tx));
-            this.in_flight = Some(rx);
+            this.in_flight.push_back((rx, 0));
             this.closed = true;
         }
         // Done once the Close reached the socket (or the socket is gone, which closes too).
-        let _ = ready!(this.poll_in_flight(cx));
+        let _ = ready!(this.poll_in_flight(cx, None));
         Poll::Ready(Ok(()))
     }
 }

@@ -15,12 +15,15 @@ pub enum FrameError {
 
 /// Cuts a byte stream into messages without copying more than once.
 ///
-/// Feed received bytes with [`FrameDecoder::extend`], then take complete messages with
+/// Read straight into [`FrameDecoder::spare`] and [`FrameDecoder::commit`] what arrived (or
+/// feed bytes from elsewhere with [`FrameDecoder::extend`]), then take complete messages with
 /// [`FrameDecoder::next_message`]. Zero-length messages are skipped, as the protocol says.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
+    /// Initialised storage; bytes `start..end` are received and not yet taken.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl FrameDecoder {
@@ -29,23 +32,39 @@ impl FrameDecoder {
         Self::default()
     }
 
-    /// Appends bytes read from the socket.
-    pub fn extend(&mut self, bytes: &[u8]) {
+    /// Room for at least `min` more bytes, to read the socket into; then [`commit`](Self::commit)
+    /// what was read.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
         // Reclaim consumed space before growing, so a long-lived stream stays small.
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > MAX_MESSAGE {
-            self.buf.drain(..self.start);
+            self.end = 0;
+        } else if self.start > 0 && (self.start > MAX_MESSAGE || self.buf.len() - self.end < min) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        if self.buf.len() - self.end < min {
+            self.buf.resize(self.end + min, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that the first `n` bytes of [`spare`](Self::spare) were filled.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Appends bytes received elsewhere.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.commit(bytes.len());
     }
 
     /// The next complete message, if one has arrived.
     pub fn next_message(&mut self) -> Result<Option<&[u8]>, FrameError> {
         loop {
-            let pending = &self.buf[self.start..];
+            let pending = &self.buf[self.start..self.end];
             if pending.len() < 4 {
                 return Ok(None);
             }
@@ -117,6 +136,35 @@ mod tests {
             }
         }
         assert_eq!(seen, vec![vec![0x0D], vec![0x01, 0x1F, 0x90]]);
+    }
+
+    #[test]
+    fn reads_into_spare_room_across_message_boundaries() {
+        let mut wire = Vec::new();
+        for i in 0..50u8 {
+            encode_message(0x06, &[&[i; 3000]], &mut wire).unwrap();
+        }
+        let mut decoder = FrameDecoder::new();
+        let mut seen = Vec::new();
+        // Odd read sizes: messages straddle reads, and the space is reclaimed as it goes.
+        for piece in wire.chunks(7001) {
+            let room = decoder.spare(4096);
+            assert!(room.len() >= 4096);
+            let n = piece.len().min(room.len());
+            room[..n].copy_from_slice(&piece[..n]);
+            decoder.commit(n);
+            decoder.extend(&piece[n..]);
+            while let Some(message) = decoder.next_message().unwrap() {
+                seen.push(message.to_vec());
+            }
+        }
+        assert_eq!(seen.len(), 50);
+        for (i, message) in seen.iter().enumerate() {
+            assert_eq!(message.len(), 3001);
+            assert_eq!(message[0], 0x06);
+            assert!(message[1..].iter().all(|b| *b == i as u8));
+        }
+        assert!(decoder.buf.len() < 64 << 10, "consumed space is reused");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! receive credit) only as its echoes enter the stream, so a peer that does not read its
 //! echoes stalls only its own connection.
 
-use crate::services::conn::{ServiceListener, ServiceStream};
-use tokio::io::AsyncWriteExt;
+use crate::services::conn::{ServiceListener, ServiceStream, RECV_WINDOW};
+use tokio::io::{AsyncWriteExt, BufReader};
 
 /// The echo port.
 pub const ECHO_PORT: u16 = 7;
@@ -19,7 +19,10 @@ pub async fn run(mut listener: ServiceListener) {
 }
 
 async fn echo(stream: ServiceStream) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    let (reader, mut writer) = tokio::io::split(stream);
+    // A buffer the size of the receive window: each copy step takes everything that has
+    // arrived and hands it back as one write (one request to the daemon), not 8 KiB pieces.
+    let mut reader = BufReader::with_capacity(RECV_WINDOW as usize, reader);
+    let _ = tokio::io::copy_buf(&mut reader, &mut writer).await;
     let _ = writer.shutdown().await;
 }
