@@ -189,6 +189,8 @@ mod dns;
 use dns::Dns;
 pub use dns::{ToIpAddr, ToIpAddrs, ToSocketAddrs};
 
+mod fast;
+
 mod envelope;
 use envelope::Envelope;
 pub use envelope::{Datagram, Protocol, Segment};

@@ -3,10 +3,11 @@ use crate::host::Host;
 use crate::rt::Rt;
 use crate::{config, TRACING_TARGET};
 
-use indexmap::{IndexMap, IndexSet};
+use crate::fast::{IndexMap, IndexSet};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use crate::fast::HashMap;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{Error, ErrorKind, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -192,10 +193,10 @@ impl Topology {
     pub(crate) fn new(config: config::Link) -> Topology {
         Topology {
             config,
-            links: IndexMap::new(),
-            hosts: IndexSet::new(),
+            links: IndexMap::default(),
+            hosts: IndexSet::default(),
             in_flight: BTreeSet::new(),
-            ready: HashMap::new(),
+            ready: HashMap::default(),
             rt: Rt::no_software(),
         }
     }
@@ -391,7 +392,7 @@ impl Link {
             state_b_a: State::Healthy,
             config: config::Link::default(),
             sent: VecDeque::new(),
-            deliverable: IndexMap::new(),
+            deliverable: IndexMap::default(),
             now,
         }
     }
