@@ -8,9 +8,6 @@ use super::{invalid, HostKind, PresetName, Scenario, ScenarioError, MAX_SIMULATE
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// The longest turmoil step a scenario may ask for: beyond it, timing would mean little.
-pub const MAX_TICK: Duration = Duration::from_millis(100);
-
 impl Scenario {
     /// Every node name, mapped to whether it is a host (rather than a NAT box).
     fn node_names(&self) -> BTreeMap<String, bool> {
@@ -343,14 +340,6 @@ impl Scenario {
                     tags.insert(tag);
                 }
                 _ => {}
-            }
-        }
-        if let Some(tick) = self.tick {
-            if tick.0.is_zero() || tick.0 > MAX_TICK {
-                return Err(invalid(
-                    format!("tick {:?} is not a step length", tick.0),
-                    format!("use a duration above zero and at most {MAX_TICK:?}"),
-                ));
             }
         }
         if clock + self.settle_time() > MAX_SIMULATED {

@@ -100,10 +100,6 @@ pub struct Scenario {
     pub latency: Option<Dur>,
     /// How long the simulation runs after the last action (default 1 s).
     pub settle: Option<Dur>,
-    /// Simulated time one turmoil step covers (default 1 ms). Every host runs once per step
-    /// and datagrams are handed over at step boundaries, so a coarser step runs faster and
-    /// rounds delivery times up to whole steps.
-    pub tick: Option<Dur>,
     /// Hosts.
     #[serde(default, rename = "host")]
     pub hosts: Vec<HostSpec>,
@@ -455,9 +451,6 @@ impl Scenario {
         let mut topo = Topology::new(self.seed);
         if let Some(l) = self.latency {
             topo.latency(l.0);
-        }
-        if let Some(t) = self.tick {
-            topo.tick(t.0);
         }
         // "open" boxes do not exist: whatever is behind them is public.
         let open: BTreeSet<&str> = self
