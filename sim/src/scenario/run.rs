@@ -309,6 +309,7 @@ fn play(
         scenario: scenario.clone(),
         storages,
         tripwires,
+        armed: BTreeSet::new(),
         plans: Vec::new(),
         tasks: Vec::new(),
     };
@@ -525,6 +526,9 @@ struct Player {
     storages: BTreeMap<String, MemStorage>,
     /// The crash trigger of each daemon host.
     tripwires: BTreeMap<String, Tripwire>,
+    /// The hosts whose trigger a `crash-when` armed: only those can fire, so only those are
+    /// polled after each step (polling all of them cost a lock per daemon per step).
+    armed: BTreeSet<String>,
     /// The data-exchange sends so far, in script order.
     plans: Vec<SendPlan>,
     /// The tasks submitted so far, in script order.
@@ -626,9 +630,9 @@ impl Player {
             .step()
             .map_err(|e| ScenarioError::Simulation(e.to_string()))?;
         let fired: Vec<(String, String)> = self
-            .tripwires
+            .armed
             .iter()
-            .filter_map(|(h, w)| w.take_fired().map(|why| (h.clone(), why)))
+            .filter_map(|h| self.tripwires[h].take_fired().map(|why| (h.clone(), why)))
             .collect();
         for (host, why) in fired {
             self.note(&host, format!("crash-when takes the host down ({why})"));
@@ -910,6 +914,7 @@ impl Player {
                 };
                 self.note(host, format!("crash-when armed: {trigger}"));
                 self.tripwires[host.as_str()].arm(trigger);
+                self.armed.insert(host.clone());
             }
             Action::Wait {
                 duration,
