@@ -171,7 +171,7 @@ fn main() {
                 .await
                 .unwrap();
         let addr = beacon.local_addr();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = pilot::net::watch::channel(false);
         tokio::spawn(beacon.run(stopped));
         (registry, addr, stop)
     });

@@ -7,6 +7,7 @@ use crate::cli::prepare_args;
 use crate::logging;
 use clap::{Args, Parser, Subcommand};
 use pilot::beacon::server::{BeaconServer, PeerSource, ServerConfig as BeaconConfig};
+use pilot::net::watch;
 use pilot::net::{
     os_seeded_rng, DiskStorage, MemStorage, Network, Storage, SystemClock, TokioNet, WallClock,
 };
@@ -18,7 +19,6 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// Flags the reference binary takes (and `--config` may fill in).
 const KNOWN_FLAGS: &[&str] = &[

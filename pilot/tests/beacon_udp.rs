@@ -10,6 +10,7 @@ use pilot::beacon::{
     discover_peers, BeaconConfig, BeaconServer, BeaconStats, BeaconStatus, PeerBeacon, PeerSource,
     ServerConfig,
 };
+use pilot::net::watch;
 use pilot::net::{Network, TokioNet};
 use pilot::wire::beacon::BeaconMessage;
 use serde_json::{json, Value};
@@ -18,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Guard against a hang; never reached when the beacon works.

@@ -70,9 +70,10 @@ fn swarm_finds_the_planted_bug_and_shrink_reduces_it() {
     let failure = report
         .failure
         .expect("the planted bug is found within 20 seeds");
-    assert_eq!(
-        failure.verdict.first(),
-        Some("stream-bytes-intact"),
+    // The held-back chunk comes back out of order, or, when it was the stream's last, never.
+    let found = failure.verdict.first().unwrap().to_string();
+    assert!(
+        ["stream-bytes-intact", "stream-ends"].contains(&found.as_str()),
         "{}",
         failure.verdict.report()
     );
@@ -83,8 +84,8 @@ fn swarm_finds_the_planted_bug_and_shrink_reduces_it() {
     assert!(verdict.passed(), "{}", verdict.report());
 
     let shrunk = shrink::shrink(&failure.generated.text, None, 80).unwrap();
-    assert_eq!(shrunk.invariant, "stream-bytes-intact");
-    assert!(shrunk.verdict.broke("stream-bytes-intact"));
+    assert_eq!(shrunk.invariant, found);
+    assert!(shrunk.verdict.broke(&found));
     assert!(
         shrunk.after.actions < shrunk.before.actions && shrunk.after.hosts <= shrunk.before.hosts,
         "before: {}, after: {}",
@@ -95,4 +96,134 @@ fn swarm_finds_the_planted_bug_and_shrink_reduces_it() {
     let small = Scenario::parse(&shrunk.text).unwrap();
     let outcome = pilot_sim::scenario::run(&small, None).unwrap();
     assert!(!outcome.passed());
+}
+
+/// A relayed pair (a symmetric NAT on one side) after that NAT reboots: its daemon comes back
+/// on a new public port, which the beacon refuses to move its live entry to for
+/// `takeover_after`. Seed 201 of the first generator waited 40 s and reported the pair
+/// unreachable (its echo's dial timed out); the heal act now waits `rebind_bound()` after a
+/// NAT reboot, and the pair echoes by then.
+fn relayed_pair_after_a_nat_reboot(heal: Duration) -> String {
+    format!(
+        r#"
+name = "relayed-pair-nat-reboot"
+seed = 201
+tolerate_errors = true
+
+[[nat]]
+name = "nat-a"
+preset = "cgnat"
+
+[[nat]]
+name = "nat-b"
+preset = "symmetric"
+
+[[host]]
+name = "rdv"
+kind = "rendezvous"
+
+[[host]]
+name = "a"
+kind = "daemon"
+behind = "nat-a"
+registry = "rdv"
+keepalive = "4s"
+
+[[host]]
+name = "b"
+kind = "daemon"
+behind = "nat-b"
+registry = "rdv"
+public = true
+keepalive = "4s"
+
+[[action]]
+do = "wait"
+for = "500ms"
+
+[[action]]
+do = "handshake"
+host = "a"
+peer = "b"
+
+[[action]]
+do = "approve"
+host = "b"
+peer = "a"
+
+[[action]]
+do = "wait"
+for = "3s"
+
+[[action]]
+do = "echo"
+host = "a"
+peer = "b"
+tag = "before"
+
+[[action]]
+do = "wait"
+for = "5s"
+
+[[action]]
+do = "crash"
+host = "nat-b"
+
+[[action]]
+do = "wait"
+for = "1s"
+
+[[action]]
+do = "restart"
+host = "nat-b"
+
+[[action]]
+do = "wait"
+for = "{}ms"
+
+[[action]]
+do = "echo"
+host = "a"
+peer = "b"
+tag = "after"
+
+[[action]]
+do = "wait"
+for = "130s"
+echo = "after"
+
+[[expect]]
+check = "echoed"
+tag = "before"
+
+[[expect]]
+check = "echoed"
+tag = "after"
+"#,
+        heal.as_millis()
+    )
+}
+
+#[test]
+fn a_relayed_pair_is_reachable_within_the_rebind_bound_after_a_nat_reboot() {
+    let run = |heal| {
+        let scenario = Scenario::parse(&relayed_pair_after_a_nat_reboot(heal)).unwrap();
+        pilot_sim::scenario::run(&scenario, None).unwrap()
+    };
+    let healed = run(swarm::rebind_bound());
+    assert!(healed.passed(), "{:#?}", healed.results);
+
+    // Every generated story with a NAT reboot gives its heal act that long.
+    let rebooting: Vec<u64> = (0..60)
+        .filter(|&seed| {
+            let g = swarm::generate(seed, &Options::default()).unwrap();
+            g.text.contains("host = \"nat-")
+        })
+        .collect();
+    assert!(!rebooting.is_empty());
+    for seed in rebooting {
+        let g = swarm::generate(seed, &Options::default()).unwrap();
+        let wait = format!("for = \"{}ms\"", swarm::rebind_bound().as_millis());
+        assert!(g.text.contains(&wait), "seed {seed} heals for less");
+    }
 }

@@ -8,12 +8,12 @@ use super::gossip::canonical;
 use super::outbox::Outbox;
 use super::state::Beacon;
 use super::stats::{BeaconStats, BeaconStatus};
+use crate::net::watch;
 use crate::net::{monotonic_now, Network, UdpSocket};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How often the Go beacon re-registers and re-lists peers (the registry forgets after 60 s).

@@ -122,7 +122,7 @@ pub const STOPPED: &str = "daemon stopped";
 pub struct DaemonHandle {
     pub(crate) tx: mpsc::UnboundedSender<Request>,
     node_id: u32,
-    trust: tokio::sync::watch::Receiver<u64>,
+    trust: crate::net::watch::Receiver<u64>,
     webhooks: std::sync::Arc<crate::services::webhook::Webhooks>,
 }
 
@@ -130,7 +130,7 @@ impl DaemonHandle {
     pub(crate) fn new(
         tx: mpsc::UnboundedSender<Request>,
         node_id: u32,
-        trust: tokio::sync::watch::Receiver<u64>,
+        trust: crate::net::watch::Receiver<u64>,
         webhooks: std::sync::Arc<crate::services::webhook::Webhooks>,
     ) -> Self {
         DaemonHandle {
@@ -147,7 +147,7 @@ impl DaemonHandle {
     }
 
     /// A counter that moves whenever the trust book changes: wait on it instead of polling.
-    pub fn trust_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn trust_changes(&self) -> crate::net::watch::Receiver<u64> {
         self.trust.clone()
     }
 

@@ -4,6 +4,7 @@
 
 use super::handle::{RegistryOp, Request};
 use crate::crypto::{to_base64, Identity};
+use crate::net::watch;
 use crate::net::Network;
 use crate::registry::client::{Client, ClientError, HandshakeEvent, Registration, Signer};
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Idle connections kept for reuse.
 const POOL: usize = 4;

@@ -13,6 +13,7 @@ use super::info::{info_json, InfoContext};
 use super::registry::{self, Registering, RegistryLink};
 use super::types::{ClientEvent, ClientId, Output, TrustJob};
 use crate::crypto::{to_base64, Identity, LocalKeys};
+use crate::net::watch;
 use crate::net::{
     monotonic_now, seeded_rng, Network, Outgoing, RecvBatch, Rng, Storage, UdpSocket, WallClock,
 };
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Datagrams taken from the socket before timers and transmits run.

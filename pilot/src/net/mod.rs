@@ -20,6 +20,7 @@ mod linux_udp;
 mod rng;
 mod storage;
 mod tokio_net;
+pub mod watch;
 
 pub use batch::{Outgoing, RecvBatch, SLOT_LEN};
 pub use clock::{monotonic_now, FixedClock, SystemClock, WallClock};

@@ -20,13 +20,14 @@ use super::frame::{self, Object};
 use super::persist::snapshot::Snapshot;
 use super::server::{heartbeat_frame, stopped, Shared};
 use super::Change;
+use crate::net::watch;
 use crate::net::{Network, WallClock};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Largest frame accepted on the replication link (a snapshot of a very large network).
 pub const MAX_REPLICATION_FRAME: usize = 1 << 30;

@@ -588,13 +588,16 @@ impl Tunnel {
                         self.outbox.push_copy(addr, &PILP);
                     }
                 }
-                PathAction::KeyExchange => {
+                PathAction::KeyExchange { repeat } => {
                     if let Some(peer) = self.peers.get_mut(&node) {
                         peer.key_exchange_sent(now);
                     }
                     self.send_key_exchange(now, node);
-                    // The peer is silent: it may be gone for good, so ask the registry too.
-                    self.check_registration(now, node);
+                    // Still silent after a re-send: it may be gone for good, so ask the
+                    // registry too (one lost answer is not worth a lookup).
+                    if repeat {
+                        self.check_registration(now, node);
+                    }
                 }
                 PathAction::PunchRequest => {
                     // A punch attempt retries our LAN announcement too (it may have been lost,

@@ -37,8 +37,9 @@ pub enum PeerRoute {
 pub enum PathAction {
     /// Our key-exchange frame to this address, directly (a probe).
     Probe(SocketAddr),
-    /// Our key-exchange frame along the current route (the peer went silent).
-    KeyExchange,
+    /// Our key-exchange frame along the current route (the peer went silent); `repeat`: not
+    /// the first re-send of this silence.
+    KeyExchange { repeat: bool },
     /// A Punch Request to the beacon.
     PunchRequest,
     /// A `PILP` to this address, to hold the NAT mapping open.
@@ -83,6 +84,8 @@ pub struct PeerPath {
     /// When to re-send our key exchange if the silence goes on.
     silence_next: Option<Instant>,
     silence_backoff: Duration,
+    /// Key exchanges re-sent since the peer last answered.
+    silence_resends: u32,
 }
 
 impl PeerPath {
@@ -102,6 +105,7 @@ impl PeerPath {
             unanswered_since: None,
             silence_next: None,
             silence_backoff: timing.silence_rekey,
+            silence_resends: 0,
         }
     }
 
@@ -243,6 +247,7 @@ impl PeerPath {
         self.unanswered_since = None;
         self.silence_next = None;
         self.silence_backoff = timing.silence_rekey;
+        self.silence_resends = 0;
         match from {
             Some(addr) if confirms && self.on_lan() && !self.is_lan(addr) => {
                 // The peer also reaches us another way (its NAT hairpins, or a frame took the
@@ -447,7 +452,10 @@ impl PeerPath {
             }
         }
         if self.silence_next.is_some_and(|t| t <= now) {
-            out.push(PathAction::KeyExchange);
+            out.push(PathAction::KeyExchange {
+                repeat: self.silence_resends > 0,
+            });
+            self.silence_resends = self.silence_resends.saturating_add(1);
             self.silence_backoff = (self.silence_backoff * 2).min(timing.dead_after);
             self.silence_next = Some(now + self.silence_backoff);
         }
@@ -558,7 +566,7 @@ mod tests {
         let seen = run(&mut path, t0, t0 + Duration::from_secs(46), true);
         let rekeys: Vec<_> = seen
             .iter()
-            .filter(|(_, a)| *a == PathAction::KeyExchange)
+            .filter(|(_, a)| matches!(a, PathAction::KeyExchange { .. }))
             .map(|(t, _)| t.as_secs())
             .collect();
         assert_eq!(rekeys, [3, 9, 21, 45]);

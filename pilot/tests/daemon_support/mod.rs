@@ -4,13 +4,13 @@
 use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
 use pilot::daemon::{start, Daemon, DaemonConfig, DaemonHandle};
 use pilot::ipc::HandshakeCommand;
+use pilot::net::watch;
 use pilot::net::{seeded_rng, MemStorage, Network, SystemClock, TokioNet};
 use pilot::registry::ratelimit::{Rate, Rates};
 use pilot::registry::server::{serve, ServerConfig, ServerHandle};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The rendezvous servers.
 pub struct Rendezvous {

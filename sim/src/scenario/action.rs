@@ -221,6 +221,38 @@ pub enum Action {
         /// The daemon host that asked.
         peer: String,
     },
+    /// Daemon `host` revokes its trust in `peer` (and tells it and the registry).
+    Revoke {
+        /// The daemon host revoking.
+        host: String,
+        /// The daemon host no longer trusted.
+        peer: String,
+    },
+    /// Daemon `host` listens on `ports` and records every datagram it is handed there, until
+    /// it stops (a restarted daemon listens again only if told to).
+    ListenDatagrams {
+        /// The daemon host.
+        host: String,
+        /// The virtual ports.
+        ports: Vec<u16>,
+    },
+    /// Daemon `from` sends `count` numbered datagrams of `size` bytes to daemon `to`, 20 ms
+    /// apart, datagram `i` to `ports[i % ports.len()]`. Each carries its tag, number and port,
+    /// so `datagrams-intact` can tell a corrupted or misdelivered one from a lost one.
+    SendDatagrams {
+        /// The daemon host sending.
+        from: String,
+        /// The daemon host receiving.
+        to: String,
+        /// The virtual ports, in turn.
+        ports: Vec<u16>,
+        /// How many (default 10).
+        count: Option<u32>,
+        /// Bytes per datagram (default 200; at least the header).
+        size: Option<usize>,
+        /// Names the send for expectations.
+        tag: String,
+    },
     /// Daemon `host` sends `bytes` to `peer`'s echo service (port 7) and reads them back,
     /// timing the first byte and the whole exchange.
     Echo {
@@ -475,6 +507,9 @@ impl Action {
             Action::RequestHandshake { .. } => "request-handshake",
             Action::Handshake { .. } => "handshake",
             Action::Approve { .. } => "approve",
+            Action::Revoke { .. } => "revoke",
+            Action::ListenDatagrams { .. } => "listen-datagrams",
+            Action::SendDatagrams { .. } => "send-datagrams",
             Action::Echo { .. } => "echo",
             Action::SendMessage { .. } => "send-message",
             Action::SendFile { .. } => "send-file",
@@ -594,7 +629,10 @@ impl Action {
         match self {
             Action::Handshake { host, peer }
             | Action::Approve { host, peer }
+            | Action::Revoke { host, peer }
             | Action::Echo { host, peer, .. } => vec![host, peer],
+            Action::SendDatagrams { from, to, .. } => vec![from, to],
+            Action::ListenDatagrams { host, .. } => vec![host],
             Action::SendMessage { from, to, .. } | Action::SendFile { from, to, .. } => {
                 vec![from, to]
             }
@@ -668,6 +706,24 @@ impl Action {
                 ))
             }
             Action::SetLink(l) => l.check(),
+            Action::ListenDatagrams { ports, .. } | Action::SendDatagrams { ports, .. }
+                if ports.is_empty() =>
+            {
+                Err(invalid(format!("{what}: no ports"), "ports = [5000, 5001]"))
+            }
+            Action::SendDatagrams { from, to, .. } if from == to => Err(invalid(
+                format!("{what}: a daemon sending to itself crosses no network"),
+                "name another daemon host as `to`",
+            )),
+            Action::SendDatagrams {
+                size: Some(size), ..
+            } if *size > pilot::driver::MAX_DATAGRAM => Err(invalid(
+                format!(
+                    "{what}: {size} bytes exceed a datagram's {} bytes",
+                    pilot::driver::MAX_DATAGRAM
+                ),
+                "size = 200",
+            )),
             Action::SendMessage { .. } | Action::SendFile { .. } | Action::CrashWhen { .. } => {
                 self.check_exchange(what)
             }

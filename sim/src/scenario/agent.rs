@@ -57,6 +57,8 @@ pub(crate) struct Reports {
     pub echoes_issued: Mutex<Vec<(String, String, std::time::Duration)>>,
     /// Data-exchange sends, in completion order.
     pub sends: Mutex<Vec<super::exchange::SendRecord>>,
+    /// Datagrams as daemons' listeners were handed them, in arrival order.
+    pub datagrams: Mutex<Vec<super::datagram::DatagramRecord>>,
     /// Event-stream subscriptions, by tag.
     pub subscriptions: Mutex<BTreeMap<String, super::pubsub::SubscriptionRecord>>,
 }

@@ -176,6 +176,7 @@ impl Scenario {
         let mut replies: BTreeSet<&str> = BTreeSet::new();
         let mut echoes: BTreeSet<&str> = BTreeSet::new();
         let mut sends: BTreeSet<&str> = BTreeSet::new();
+        let mut datagram_sends: BTreeSet<&str> = BTreeSet::new();
         let mut started = super::services::Started::default();
         for (i, action) in self.actions.iter().enumerate() {
             let what = format!("action #{} ({})", i + 1, action.kind());
@@ -212,6 +213,14 @@ impl Scenario {
                     return Err(invalid(
                         format!("{what}: send tag {tag:?} is used twice"),
                         "give each send its own tag",
+                    ));
+                }
+            }
+            if let Action::SendDatagrams { tag, .. } = action {
+                if !datagram_sends.insert(tag) {
+                    return Err(invalid(
+                        format!("{what}: datagram send tag {tag:?} is used twice"),
+                        "give each send-datagrams its own tag",
                     ));
                 }
             }
@@ -391,6 +400,14 @@ impl Scenario {
                     return Err(invalid(
                         format!("{what} names echo {tag:?}, which no echo action tags"),
                         "check the spelling against the `tag` of your echo actions",
+                    ));
+                }
+            }
+            if let Expectation::DatagramsIntact { tag, .. } | Expectation::NoDatagrams { tag } = e {
+                if !datagram_sends.contains(tag.as_str()) {
+                    return Err(invalid(
+                        format!("{what} names datagram send {tag:?}, which no send-datagrams tags"),
+                        "check the spelling against the `tag` of your send-datagrams actions",
                     ));
                 }
             }

@@ -6,7 +6,7 @@
 
 use super::agent::{Command, Commands, Reports};
 use super::mailbox::{describe_store, SimMailbox};
-use super::{exchange, pubsub, tasks};
+use super::{datagram, exchange, pubsub, tasks};
 use crate::net::SimNet;
 use crate::topology::SimClock;
 use crate::trace;
@@ -62,6 +62,12 @@ pub(crate) enum DaemonOp {
     Handshake { peer: String },
     /// Approve `peer`'s request once it has arrived.
     Approve { peer: String },
+    /// Revoke trust in `peer`.
+    Revoke { peer: String },
+    /// Listen on these ports and record datagrams (runs beside later operations).
+    ListenDatagrams(Vec<u16>),
+    /// Send numbered datagrams (runs beside later operations).
+    SendDatagrams(super::datagram::DatagramPlan),
     /// Send `bytes` to `peer`'s echo service and read them back. With `expect_failure` (an
     /// `echo-failed` expectation names it), its error is judged there, not reported as the
     /// host's.
@@ -189,6 +195,13 @@ pub(crate) async fn run(
                     DaemonOp::Subscribe(plan) => {
                         tokio::spawn(pubsub::subscribe(beside.0, beside.1, beside.2, plan));
                     }
+                    DaemonOp::ListenDatagrams(ports) => {
+                        let (net, handle, reports) = beside;
+                        tokio::spawn(datagram::listen(net, handle, reports, ports, r.action));
+                    }
+                    DaemonOp::SendDatagrams(plan) => {
+                        tokio::spawn(datagram::send(beside.0, beside.1, beside.2, plan, r.action));
+                    }
                     _ => {
                         let host = Host {
                             net: &net,
@@ -276,6 +289,13 @@ async fn perform(
                 .map(|_| format!("approved {peer}")),
             Err(e) => Err(e),
         },
+        DaemonOp::Revoke { peer } => match peer_id(reports, peer) {
+            Ok(node) => handle
+                .handshake(HandshakeCommand::Revoke { node })
+                .await
+                .map(|_| format!("revoked {peer} (node {node})")),
+            Err(e) => Err(e),
+        },
         DaemonOp::Echo {
             peer,
             bytes,
@@ -303,8 +323,11 @@ async fn perform(
             Some(dirs) => tasks::perform(handle, dirs, reports, op).await,
             None => Err(format!("{name} runs no task submit")),
         },
-        DaemonOp::Send(_) | DaemonOp::Subscribe(_) => {
-            unreachable!("sends and subscriptions run in their own tasks")
+        DaemonOp::Send(_)
+        | DaemonOp::Subscribe(_)
+        | DaemonOp::ListenDatagrams(_)
+        | DaemonOp::SendDatagrams(_) => {
+            unreachable!("sends, listeners and subscriptions run in their own tasks")
         }
     };
     let shown = match &result {

@@ -126,6 +126,23 @@ pub enum Expectation {
         /// The exchange.
         tag: String,
     },
+    /// Every datagram of send `tag` that arrived was handed over intact, on the port it was
+    /// sent to, from its sender (datagrams may be lost); and at least `at_least` (default 0)
+    /// of them arrived. Any datagram the receiver got on a listening port that is not a
+    /// datagram some send sent, intact, also fails it.
+    DatagramsIntact {
+        /// The send.
+        tag: String,
+        /// How many must arrive.
+        #[serde(default)]
+        at_least: u32,
+    },
+    /// No datagram of send `tag` was handed to the receiver (its sender is not trusted, so no
+    /// port but the handshake port takes its datagrams).
+    NoDatagrams {
+        /// The send.
+        tag: String,
+    },
     /// The receiver's mailbox holds send `tag` with identical bytes when the run ends.
     Delivered {
         /// The send.
@@ -329,6 +346,10 @@ pub(crate) struct Evidence<'a> {
     pub subscriptions: &'a std::collections::BTreeMap<String, super::pubsub::SubscriptionRecord>,
     /// How each task ended on both sides, by tag.
     pub tasks: &'a std::collections::BTreeMap<String, super::services::TaskEnd>,
+    /// Datagram sends as the script asked for them, in script order.
+    pub datagram_plans: &'a [super::datagram::DatagramPlan],
+    /// Datagrams as the receiving daemons handed them over.
+    pub datagrams: &'a [super::datagram::DatagramRecord],
 }
 
 /// One received probe.
@@ -370,6 +391,8 @@ impl Expectation {
             Expectation::EchoIntact { .. } => "echo-intact",
             Expectation::EchoEnded { .. } => "echo-ended",
             Expectation::NotEchoed { .. } => "not-echoed",
+            Expectation::DatagramsIntact { .. } => "datagrams-intact",
+            Expectation::NoDatagrams { .. } => "no-datagrams",
             Expectation::NoPeer { .. } => "no-peer",
             Expectation::Delivered { .. } => "delivered",
             Expectation::NotDelivered { .. } => "not-delivered",
@@ -453,6 +476,8 @@ impl Expectation {
             | Expectation::EchoIntact { .. }
             | Expectation::EchoEnded { .. }
             | Expectation::NotEchoed { .. }
+            | Expectation::DatagramsIntact { .. }
+            | Expectation::NoDatagrams { .. }
             | Expectation::Delivered { .. }
             | Expectation::NotDelivered { .. }
             | Expectation::Acked { .. }
@@ -755,6 +780,27 @@ impl Expectation {
                         Some(e) => super::daemon::describe_echo(e),
                         None => "never ended".to_string(),
                     },
+                )
+            }
+            Expectation::DatagramsIntact { tag, at_least } => {
+                let plan = ev.datagram_plans.iter().find(|p| p.tag == *tag);
+                let from = plan.and_then(|p| ev.node_ids.get(&p.from)).copied();
+                let (passed, detail) = super::datagram::judge(ev.datagrams, plan, from, *at_least);
+                (
+                    format!(
+                        "datagrams {tag:?} arrived intact on their ports (at least {at_least})"
+                    ),
+                    passed,
+                    detail,
+                )
+            }
+            Expectation::NoDatagrams { tag } => {
+                let plan = ev.datagram_plans.iter().find(|p| p.tag == *tag);
+                let got = super::datagram::received(ev.datagrams, plan);
+                (
+                    format!("no datagram of {tag:?} was handed over"),
+                    got == 0,
+                    format!("{got} were"),
                 )
             }
             Expectation::Delivered { .. }

@@ -14,6 +14,7 @@ mod agent;
 mod check;
 mod client;
 mod daemon;
+mod datagram;
 mod delivery;
 pub mod duration;
 mod exchange;

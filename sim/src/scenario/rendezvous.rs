@@ -9,6 +9,7 @@ use crate::net::SimNet;
 use crate::topology::SimClock;
 use crate::world::lock;
 use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
+use pilot::net::watch;
 use pilot::net::{MemStorage, Network};
 use pilot::registry::server::{serve, serve_standby, ServerConfig, ServerHandle};
 use pilot::registry::Registry;
@@ -16,7 +17,6 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// The replication token every simulated registry shares.
 const REPLICATION_TOKEN: &str = "sim-replication";

@@ -5,6 +5,7 @@ use super::action::{MessageFormat, DEFAULT_SEND_TIMEOUT};
 use super::agent::{self, Command, Reports};
 use super::client::{Op, Request};
 use super::daemon::{self, DaemonOp, DaemonRequest};
+use super::datagram::DatagramPlan;
 use super::exchange::{locate, Content, SendPlan, SendRecord, Store};
 use super::expect::{
     filters_unsolicited, observed_path, CheckResult, Evidence, Expectation, PathKind,
@@ -312,6 +313,7 @@ fn play(
         armed: BTreeSet::new(),
         plans: Vec::new(),
         tasks: Vec::new(),
+        datagram_plans: Vec::new(),
     };
     for (i, action) in scenario.actions.iter().enumerate() {
         player.play(i + 1, action)?;
@@ -328,6 +330,7 @@ fn play(
     let echoes = lock(&reports.echoes).clone();
     let echoes_issued = lock(&reports.echoes_issued).clone();
     let sends = lock(&reports.sends).clone();
+    let datagrams = lock(&reports.datagrams).clone();
     let stores: BTreeMap<String, Store> = mailboxes
         .iter()
         .map(|(h, m)| (h.clone(), m.entries()))
@@ -383,6 +386,8 @@ fn play(
         located: &located,
         subscriptions: &subscriptions,
         tasks: &task_ends,
+        datagram_plans: &player.datagram_plans,
+        datagrams: &datagrams,
     };
     results.extend(scenario.expectations.iter().map(|e| e.judge(&evidence)));
     let mut details = Details {
@@ -533,6 +538,8 @@ struct Player {
     plans: Vec<SendPlan>,
     /// The tasks submitted so far, in script order.
     tasks: Vec<TaskPlan>,
+    /// The datagram sends so far, in script order.
+    datagram_plans: Vec<DatagramPlan>,
 }
 
 impl Player {
@@ -802,6 +809,9 @@ impl Player {
                 | Action::Send { .. }
                 | Action::Handshake { .. }
                 | Action::Approve { .. }
+                | Action::Revoke { .. }
+                | Action::ListenDatagrams { .. }
+                | Action::SendDatagrams { .. }
                 | Action::Echo { .. }
                 | Action::SendMessage { .. }
                 | Action::SendFile { .. }
@@ -827,6 +837,31 @@ impl Player {
                 }
                 Action::Approve { host, peer } => {
                     Some((host, None, DaemonOp::Approve { peer: peer.clone() }))
+                }
+                Action::Revoke { host, peer } => {
+                    Some((host, None, DaemonOp::Revoke { peer: peer.clone() }))
+                }
+                Action::ListenDatagrams { host, ports } => {
+                    Some((host, None, DaemonOp::ListenDatagrams(ports.clone())))
+                }
+                Action::SendDatagrams {
+                    from,
+                    to,
+                    ports,
+                    count,
+                    size,
+                    tag,
+                } => {
+                    let plan = DatagramPlan {
+                        tag: tag.clone(),
+                        from: from.clone(),
+                        to: to.clone(),
+                        ports: ports.clone(),
+                        count: count.unwrap_or(10),
+                        size: size.unwrap_or(200),
+                    };
+                    self.datagram_plans.push(plan.clone());
+                    Some((from, Some(tag.clone()), DaemonOp::SendDatagrams(plan)))
                 }
                 Action::Echo {
                     host,
@@ -1056,6 +1091,9 @@ impl Player {
             | Action::RespondHandshake { .. }
             | Action::Handshake { .. }
             | Action::Approve { .. }
+            | Action::Revoke { .. }
+            | Action::ListenDatagrams { .. }
+            | Action::SendDatagrams { .. }
             | Action::Echo { .. }
             | Action::SendMessage { .. }
             | Action::SendFile { .. }

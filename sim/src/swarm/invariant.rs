@@ -14,7 +14,8 @@ pub fn of_expectation(kind: &str) -> &'static str {
     match kind {
         "echo-intact" => "stream-bytes-intact",
         "echo-ended" => "stream-ends",
-        "not-echoed" => "untrusted-refused",
+        "not-echoed" | "no-datagrams" => "untrusted-refused",
+        "datagrams-intact" => "datagrams-intact",
         "echoed" => "reachable-after-heal",
         "acked-kept" => "acked-kept",
         "reply" | "same-state" => "registry-kept",

@@ -15,7 +15,7 @@ pub mod invariant;
 mod rng;
 pub mod shrink;
 
-pub use generate::{generate, Generated, Options, HEAL_BOUND};
+pub use generate::{generate, rebind_bound, Generated, Options, HEAL_BOUND};
 pub use invariant::{judge, Verdict, Violation};
 
 use crate::scenario::{replay_divergence, sample_seeds, ScenarioError};

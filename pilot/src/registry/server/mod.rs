@@ -15,6 +15,7 @@ use super::replication::{self, ReplicationHub};
 use super::request::Kind;
 use super::state::{error_reply, Config, Ctx, Push, Registry};
 use super::tls::{TlsAcceptor, TlsError, TlsIdentity};
+use crate::net::watch;
 use crate::net::{Network, Storage, TcpListener as _, WallClock};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 mod commit;
 mod conn;
