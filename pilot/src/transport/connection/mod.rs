@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// Duplicate ACKs (or SACKed segments' worth of bytes) that signal a loss.
 const DUP_THRESH: u32 = 3;
 
+/// The shortest first SYN timeout a round-trip hint may give (the clock's resolution).
+const MIN_SYN_RTO: Duration = Duration::from_millis(1);
+
 /// Where the connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -441,9 +444,10 @@ impl Connection {
         }
         self.rtt.seed(rtt);
         if self.state == State::SynSent && self.syn_retries == 0 {
-            // RFC 6298's RTO for one sample (3 RTT, within the floor and the usual first SYN
-            // timeout), from when the SYN went (or goes) out.
-            self.syn_rto = self.rtt.rto().min(self.config.syn_initial_rto);
+            // RFC 6298's RTO for one sample, SRTT + 4 · SRTT/2 = 3 RTT, from when the SYN went
+            // (or goes) out, capped at the usual first SYN timeout. Not floored at `min_rto`:
+            // the floor keeps data timers above delayed ACKs, and a SYN is answered at once.
+            self.syn_rto = (rtt * 3).max(MIN_SYN_RTO).min(self.config.syn_initial_rto);
             let sent = self.handshake_sent.unwrap_or(now);
             self.rto_at = Some(sent + self.syn_rto);
         }
