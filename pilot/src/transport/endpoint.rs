@@ -27,7 +27,7 @@ pub const EPHEMERAL_MAX: u16 = 65535;
 /// flood of SYNs or pings cannot grow memory.
 const MAX_OUTBOX: usize = 256;
 
-/// Peers whose round-trip time the endpoint remembers; past this the lowest address is
+/// Peers whose round-trip time the endpoint remembers; past this the lowest node ID is
 /// forgotten (an ordered map, so which one is deterministic).
 const MAX_PEER_RTTS: usize = 4096;
 
@@ -171,7 +171,7 @@ pub struct Endpoint {
     due_scratch: Vec<ConnectionId>,
     /// Round-trip time per peer, from finished handshakes and connections or from the
     /// daemon (the tunnel's probes): new connections to the peer start from it.
-    peer_rtt: BTreeMap<Addr, Duration>,
+    peer_rtt: BTreeMap<u32, Duration>,
     stats: EndpointStats,
 }
 
@@ -210,18 +210,24 @@ impl Endpoint {
     /// connections dialled to or accepted from it afterwards time their SYN, SYN-ACK and first
     /// segments from it instead of the flat initial RTO.
     pub fn set_peer_rtt(&mut self, peer: Addr, rtt: Duration) {
+        self.set_node_rtt(peer.node, rtt);
+    }
+
+    /// [`Endpoint::set_peer_rtt`] for every address of node `node`: one tunnel path carries
+    /// all of a node's traffic, whatever network its addresses are in.
+    pub fn set_node_rtt(&mut self, node: u32, rtt: Duration) {
         if rtt.is_zero() {
             return;
         }
-        if self.peer_rtt.len() >= MAX_PEER_RTTS && !self.peer_rtt.contains_key(&peer) {
+        if self.peer_rtt.len() >= MAX_PEER_RTTS && !self.peer_rtt.contains_key(&node) {
             self.peer_rtt.pop_first();
         }
-        self.peer_rtt.insert(peer, rtt);
+        self.peer_rtt.insert(node, rtt);
     }
 
-    /// The round-trip time remembered for `peer`.
+    /// The round-trip time remembered for `peer` (its node).
     pub fn peer_rtt(&self, peer: Addr) -> Option<Duration> {
-        self.peer_rtt.get(&peer).copied()
+        self.peer_rtt.get(&peer.node).copied()
     }
 
     /// Remembers what a connection measured for its peer.

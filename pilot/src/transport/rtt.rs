@@ -1,7 +1,7 @@
 //! Round-trip time estimation and the retransmission timeout (RFC 6298, `spec/transport.md`
 //! §7.1), with the reference's constants: initial RTO 1 s, G = 10 ms, clamp [200 ms, max].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Clock granularity term `G` of RFC 6298.
 const GRANULARITY: Duration = Duration::from_millis(10);
@@ -119,6 +119,37 @@ impl RttEstimator {
     /// Clears the backoff after an ACK of new data.
     pub fn reset_backoff(&mut self) {
         self.backoff = 0;
+    }
+}
+
+/// The smallest round trip of the current and the previous round, as HyStart++ (RFC 9406)
+/// watches it: a queue raises every sample of a round, a delayed ACK only some.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoundMin {
+    start: Option<Instant>,
+    current: Option<Duration>,
+    previous: Option<Duration>,
+}
+
+impl RoundMin {
+    /// A sample `rtt` at `now`; a round lasts `round` (the smoothed RTT).
+    pub fn on_sample(&mut self, now: Instant, rtt: Duration, round: Duration) {
+        match self.start {
+            Some(start) if now.saturating_duration_since(start) < round => {}
+            _ => {
+                self.previous = self.current.take();
+                self.start = Some(now);
+            }
+        }
+        self.current = Some(self.current.map_or(rtt, |c| c.min(rtt)));
+    }
+
+    /// The smallest sample of the last two rounds.
+    pub fn recent(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

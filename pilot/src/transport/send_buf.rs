@@ -72,6 +72,9 @@ pub struct SendBuffer {
     segs: VecDeque<Segment>,
     sacked_bytes: u64,
     lost_bytes: u64,
+    /// Whether the last [`SendBuffer::mark_lost_by_time`] found a segment (re)sent in the
+    /// episode it was given lost.
+    lost_in_epoch: bool,
     lost_queue: VecDeque<Seq>,
     high_sacked: Seq,
     /// The most recently sent segment delivered (acknowledged or SACKed) since the last
@@ -100,6 +103,7 @@ impl SendBuffer {
             segs: VecDeque::new(),
             sacked_bytes: 0,
             lost_bytes: 0,
+            lost_in_epoch: false,
             lost_queue: VecDeque::new(),
             high_sacked: start,
             delivered: None,
@@ -120,7 +124,9 @@ impl SendBuffer {
         now: Instant,
         rack: Delivered,
         wait: std::time::Duration,
+        epoch: u32,
     ) -> (usize, Option<Instant>) {
+        self.lost_in_epoch = false;
         let mut marked = 0;
         let mut timer: Option<Instant> = None;
         for seg in self.segs.iter_mut() {
@@ -137,6 +143,7 @@ impl SendBuffer {
             }
             let due = seg.sent_at + wait;
             if due <= now {
+                self.lost_in_epoch |= seg.epoch == epoch;
                 seg.lost = true;
                 self.lost_bytes += u64::from(seg.len);
                 self.lost_queue.push_back(seg.start);
@@ -146,6 +153,12 @@ impl SendBuffer {
             }
         }
         (marked, timer)
+    }
+
+    /// Whether the last [`SendBuffer::mark_lost_by_time`] found lost a segment sent (or
+    /// resent) in the episode it was given: the loss is news after the episode began.
+    pub fn lost_in_epoch(&self) -> bool {
+        self.lost_in_epoch
     }
 
     /// Tail loss probe without new data (RFC 8985 §7.3): marks the last segment that is

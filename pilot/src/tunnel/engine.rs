@@ -133,6 +133,11 @@ impl Tunnel {
         self.peers.get(&node).map(|p| p.path.route())
     }
 
+    /// The latest round-trip time measured to `node` (its key exchange answering ours).
+    pub fn peer_rtt(&self, node: u32) -> Option<Duration> {
+        self.peers.get(&node).and_then(|p| p.rtt.latest())
+    }
+
     /// Whether a key is agreed with `node`.
     pub fn is_keyed(&self, node: u32) -> bool {
         self.peers.get(&node).is_some_and(|p| p.crypto.is_keyed())
@@ -583,6 +588,9 @@ impl Tunnel {
             match action {
                 PathAction::Probe(addr) => {
                     if self.config.encryption {
+                        if let Some(peer) = self.peers.get_mut(&node) {
+                            peer.rtt.asked(now);
+                        }
                         self.outbox.push_copy(addr, &self.pila);
                     } else {
                         self.outbox.push_copy(addr, &PILP);
@@ -755,17 +763,18 @@ impl Tunnel {
     }
 
     /// Sends our key-exchange frame to `node` along its route (callers apply rate limits).
-    fn send_key_exchange(&mut self, _now: Instant, node: u32) {
+    fn send_key_exchange(&mut self, now: Instant, node: u32) {
         if !self.config.encryption {
             return;
         }
         let beacon = self.config.beacon;
-        let Some(peer) = self.peers.get(&node) else {
+        let Some(peer) = self.peers.get_mut(&node) else {
             return;
         };
         let Some(dest) = route_dest(&peer.path, beacon.is_some()) else {
             return;
         };
+        peer.rtt.asked(now);
         let mut buffer = self.outbox.buffer();
         let to = open_frame(&mut buffer, dest, beacon, self.own, node);
         buffer.extend_from_slice(&self.pila);

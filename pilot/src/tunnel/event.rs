@@ -4,6 +4,7 @@ use super::path::PeerRoute;
 use crate::crypto::SealError;
 use crate::wire::Packet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Something the daemon should know or do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +28,14 @@ pub enum TunnelEvent {
     PeerKeyed {
         /// The peer.
         node: u32,
+    },
+    /// A round trip to a peer was measured (its key exchange answered ours): the daemon
+    /// times new connections to it from this instead of the flat initial timeout.
+    PeerRtt {
+        /// The peer.
+        node: u32,
+        /// The round-trip time along the route the key exchange took.
+        rtt: Duration,
     },
     /// A peer presented a new X25519 key (it restarted) and we re-derived.
     PeerRekeyed {

@@ -12,6 +12,7 @@
 //! - [`path`]: [`PeerPath`], the per-peer route state machine.
 //! - [`peer`]: what is held per peer.
 //! - [`pending`]: packets waiting for a key.
+//! - [`rtt`]: the round-trip time to each peer, from its key exchanges.
 //! - [`schedule`]: each peer's next deadline, so timers scale with the work.
 //! - [`keycache`]: registry keys, outstanding lookups, `PILA`s waiting for a key.
 //! - [`lan`]: LAN candidates announced to peers behind the same NAT.
@@ -28,6 +29,7 @@ pub mod lan;
 pub mod path;
 pub mod peer;
 pub mod pending;
+pub mod rtt;
 pub mod schedule;
 pub mod transmit;
 

@@ -2,6 +2,7 @@
 
 use super::path::PeerPath;
 use super::pending::PendingQueue;
+use super::rtt::RttProbe;
 use crate::crypto::PeerCrypto;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ pub struct Peer {
     pub lan_announced: bool,
     /// Whether the peer went silent and the registry was asked whether it is still registered.
     pub checking_registration: bool,
+    /// Round trips of our key exchanges to the peer.
+    pub rtt: RttProbe,
 }
 
 impl Peer {
@@ -36,6 +39,7 @@ impl Peer {
             key_proven: false,
             lan_announced: false,
             checking_registration: false,
+            rtt: RttProbe::default(),
         }
     }
 

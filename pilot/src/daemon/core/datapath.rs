@@ -280,6 +280,9 @@ impl DaemonCore {
                 tracing::info!(node, ?path, "peer path changed")
             }
             TunnelEvent::PeerKeyed { node } => tracing::debug!(node, "peer keyed"),
+            // The tunnel's round trip times the first SYN to the peer: lost, it is resent
+            // on this basis instead of after the flat initial second.
+            TunnelEvent::PeerRtt { node, rtt } => self.endpoint.set_node_rtt(node, rtt),
             TunnelEvent::PeerRekeyed { node } => tracing::info!(node, "peer restarted; rekeyed"),
             TunnelEvent::PeerExpired { node } => {
                 tracing::info!(

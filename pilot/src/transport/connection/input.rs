@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 /// Smallest RACK reordering window.
 const REO_WND_FLOOR: Duration = Duration::from_millis(1);
 
+/// Bounds of the round-trip growth over the minimum that counts as a queue: an eighth of the
+/// minimum within these (HyStart++'s `MIN_RTT_THRESH` and `MAX_RTT_THRESH`, RFC 9406).
+const QUEUE_THRESH_MIN: Duration = Duration::from_millis(4);
+const QUEUE_THRESH_MAX: Duration = Duration::from_millis(16);
+
 impl Connection {
     /// Takes in a stream packet for this connection's tuple (the endpoint has routed it).
     pub fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>) {
@@ -222,6 +227,7 @@ impl Connection {
                 // A close waits as long as the data keeps moving; `linger` bounds a stall.
                 self.linger_until = Some(now + self.config.linger);
             }
+            let cut = self.in_recovery && self.recovery_congested;
             if self.in_recovery {
                 if ack.ge(self.recovery_point) {
                     self.in_recovery = false;
@@ -229,7 +235,10 @@ impl Connection {
                     // Partial ACK: the next hole is lost too (RFC 6582).
                     self.send.mark_head_lost(self.epoch);
                 }
-            } else {
+            }
+            if !cut {
+                // Outside recovery, or repairing a random loss in slow start: the window
+                // grows as the data gets through.
                 let app_limited =
                     self.send.unsent() == 0 && pipe_before + mss < self.cc.window() / 2;
                 self.cc
@@ -291,12 +300,16 @@ impl Connection {
         // One RTT sample per ACK: the newest segment it covers that was sent once (the
         // reference took one per segment, all inflated by the delayed ACK, Q18).
         if let Some(sent) = rtt_sent {
-            self.rtt.sample(now.saturating_duration_since(sent));
+            let rtt = now.saturating_duration_since(sent);
+            self.rtt.sample(rtt);
+            let round = self.rtt.srtt().unwrap_or(rtt);
+            self.round_min.on_sample(now, rtt, round);
+            self.recheck_recovery(now);
         }
         let delivered = self.update_rack(now);
         if delivered || ack.gt(una) {
             // The peer is getting data: no probe is outstanding any more.
-            self.tlp_outstanding = false;
+            self.tlp_probes = 0;
         }
         if self.send.flight() > 0 {
             let threshold = u64::from(DUP_THRESH) * mss;
@@ -306,6 +319,17 @@ impl Connection {
                     || self.dup_acks >= DUP_THRESH
                     || self.send.head_lost_by_sack(threshold))
             {
+                self.enter_recovery(now);
+            } else if self.in_recovery
+                && by_time > 0
+                && self.send.lost_in_epoch()
+                && self.queue_building()
+            {
+                // Data sent during this episode (a retransmission or new data) was lost while
+                // a queue shows: a new congestion event (as QUIC counts them), not part of the
+                // old one. With one reduction per episode, a queue kept full by the window
+                // dropped every retransmission of the head while recovery never ended. On a
+                // path without a queue a lost retransmission is random loss: no new cut.
                 self.enter_recovery(now);
             }
             if self.in_recovery {
@@ -323,17 +347,57 @@ impl Connection {
         self.epoch = self.epoch.wrapping_add(1);
         self.in_recovery = true;
         self.recovery_point = self.send.nxt();
-        self.cc.on_congestion_event(now, self.send.flight());
-        if let Some(min_rtt) = self.rtt.min_rtt() {
-            // Shrink no further than what the path was delivering: random loss is not
-            // congestion (see `delivery_rate`).
-            self.cc.limit_reduction(self.delivery.window(min_rtt));
+        self.recovery_congested = self.loss_is_congestion();
+        if self.recovery_congested {
+            self.cc
+                .on_congestion_event(now, self.send.flight().min(self.cc.window()));
+            if let Some(min_rtt) = self.rtt.min_rtt() {
+                // Shrink no further than what the path was delivering: random loss is not
+                // congestion (see `delivery_rate`).
+                self.cc.limit_reduction(self.delivery.window(min_rtt));
+            }
         }
         self.stats.fast_retransmits += 1;
         self.send.mark_head_lost(self.epoch);
         // The first retransmission of an episode goes out whatever the window says
         // (RFC 6675 §5 step 4.3).
         self.retransmit_now = true;
+    }
+
+    /// Whether a loss episode starting now is a sign of congestion. In slow start it is not
+    /// when the path shows no queue (the latest round trip within a quarter of the minimum,
+    /// or [`QUEUE_SLACK`]) and the delivery rate still climbs: a full queue raises the round
+    /// trip before it drops, and a policer or a full pipe stops the rate from climbing. Such
+    /// a loss is repaired without leaving slow start; at a few percent of random loss every
+    /// window has one, and cutting the window for each held it to its initial size.
+    fn loss_is_congestion(&self) -> bool {
+        let slow_start = self.cc.window() < self.cc.ssthresh();
+        !(slow_start && !self.queue_building() && self.delivery.climbing())
+    }
+
+    /// Whether the recent round trips show a queue: the smallest of the last two rounds more
+    /// than an eighth (4 to 16 ms) above the minimum, as HyStart++ tests it. The smallest,
+    /// because a delayed ACK stretches single samples.
+    pub(super) fn queue_building(&self) -> bool {
+        let Some(min_rtt) = self.rtt.min_rtt() else {
+            return true;
+        };
+        let recent = self.round_min.recent().unwrap_or(self.rtt.latest());
+        recent > min_rtt + (min_rtt / 8).clamp(QUEUE_THRESH_MIN, QUEUE_THRESH_MAX)
+    }
+
+    /// A loss taken as random was congestion after all: the round trips that followed it
+    /// (the ones that were under way when it was detected) show a queue. The window is cut
+    /// now, once for the episode, as if it had been at the start.
+    fn recheck_recovery(&mut self, now: Instant) {
+        if self.in_recovery && !self.recovery_congested && self.queue_building() {
+            self.recovery_congested = true;
+            self.cc
+                .on_congestion_event(now, self.send.flight().min(self.cc.window()));
+            if let Some(min_rtt) = self.rtt.min_rtt() {
+                self.cc.limit_reduction(self.delivery.window(min_rtt));
+            }
+        }
     }
 
     /// Takes the newest delivered transmission from this ACK into RACK's state; returns
@@ -372,9 +436,9 @@ impl Connection {
         let reo_wnd = (min_rtt / 4)
             .min(self.rtt.srtt().unwrap_or(min_rtt))
             .max(REO_WND_FLOOR);
-        let (marked, timer) = self
-            .send
-            .mark_lost_by_time(now, rack, self.rack_rtt + reo_wnd);
+        let (marked, timer) =
+            self.send
+                .mark_lost_by_time(now, rack, self.rack_rtt + reo_wnd, self.epoch);
         self.rack_at = timer;
         self.stats.rack_losses += marked as u64;
         marked as u64
@@ -387,20 +451,27 @@ impl Connection {
     /// after it, is then probed instead of waiting for the RTO and a window of one segment.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
-        let flight = self.send.flight();
-        if self.tlp_outstanding || flight == 0 {
+        if self.tlp_probes > 0 {
             return;
         }
-        let Some(srtt) = self.rtt.srtt() else { return };
-        let mut pto = srtt * 2;
+        self.tlp_at = self.probe_time().map(|pto| now + pto);
+        if let (Some(at), Some(rto)) = (self.tlp_at, self.rto_at) {
+            self.tlp_at = Some(at.min(rto));
+        }
+    }
+
+    /// The probe time: two smoothed RTTs (plus the delayed-ACK time when one segment is
+    /// out), at least 1 ms; none with nothing in flight or no RTT yet.
+    pub(super) fn probe_time(&self) -> Option<Duration> {
+        let flight = self.send.flight();
+        if flight == 0 {
+            return None;
+        }
+        let mut pto = self.rtt.srtt()? * 2;
         if flight <= self.config.mss as u64 {
             pto += self.config.delayed_ack;
         }
-        let at = now + pto.max(std::time::Duration::from_millis(1));
-        self.tlp_at = Some(match self.rto_at {
-            Some(rto) => at.min(rto),
-            None => at,
-        });
+        Some(pto.max(Duration::from_millis(1)))
     }
 
     fn on_data(&mut self, now: Instant, seq: Seq, payload: &[u8]) {

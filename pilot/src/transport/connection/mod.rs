@@ -20,7 +20,7 @@ use super::congestion::Controller;
 use super::delivery_rate::DeliveryRate;
 use super::pacing::Pacer;
 use super::recv_buf::RecvBuffer;
-use super::rtt::RttEstimator;
+use super::rtt::{RoundMin, RttEstimator};
 use super::send_buf::{Delivered, SendBuffer};
 use super::seq::Seq;
 use crate::wire::{Addr, Header, SocketAddr};
@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 
 /// Duplicate ACKs (or SACKed segments' worth of bytes) that signal a loss.
 const DUP_THRESH: u32 = 3;
+
+/// Tail loss probes in a row, each a doubled probe time after the last, before the RTO.
+const MAX_TAIL_PROBES: u32 = 2;
+
+/// The shortest first SYN timeout a round-trip hint may give (the clock's resolution).
+const MIN_SYN_RTO: Duration = Duration::from_millis(1);
 
 /// Where the connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +266,11 @@ pub struct Connection {
 
     dup_acks: u32,
     in_recovery: bool,
+    /// Whether the current recovery episode was taken as congestion (the window was cut and
+    /// does not grow until it ends); a random loss in slow start is not (`loss_is_congestion`).
+    recovery_congested: bool,
+    /// The smallest round trip of the last rounds: whether a queue is building.
+    round_min: RoundMin,
     /// Send one retransmission now regardless of the congestion window.
     retransmit_now: bool,
     recovery_point: Seq,
@@ -273,8 +284,8 @@ pub struct Connection {
     rack_at: Option<Instant>,
     /// The tail loss probe timer (2 SRTT after the last send or ACK).
     tlp_at: Option<Instant>,
-    /// A probe went out and no ACK of new data has come back since.
-    tlp_outstanding: bool,
+    /// Probes sent since the last ACK of new data (or SACK).
+    tlp_probes: u32,
 
     /// Our FIN's sequence number once sent.
     fin_seq: Option<Seq>,
@@ -353,6 +364,8 @@ impl Connection {
             last_adv: 0,
             dup_acks: 0,
             in_recovery: false,
+            recovery_congested: false,
+            round_min: RoundMin::default(),
             retransmit_now: false,
             recovery_point: iss,
             epoch: 0,
@@ -361,7 +374,7 @@ impl Connection {
             rack_rtt: Duration::ZERO,
             rack_at: None,
             tlp_at: None,
-            tlp_outstanding: false,
+            tlp_probes: 0,
             fin_seq: None,
             fin_acked: false,
             peer_fin: None,
@@ -441,9 +454,10 @@ impl Connection {
         }
         self.rtt.seed(rtt);
         if self.state == State::SynSent && self.syn_retries == 0 {
-            // RFC 6298's RTO for one sample (3 RTT, within the floor and the usual first SYN
-            // timeout), from when the SYN went (or goes) out.
-            self.syn_rto = self.rtt.rto().min(self.config.syn_initial_rto);
+            // RFC 6298's RTO for one sample, SRTT + 4 · SRTT/2 = 3 RTT, from when the SYN went
+            // (or goes) out, capped at the usual first SYN timeout. Not floored at `min_rto`:
+            // the floor keeps data timers above delayed ACKs, and a SYN is answered at once.
+            self.syn_rto = (rtt * 3).max(MIN_SYN_RTO).min(self.config.syn_initial_rto);
             let sent = self.handshake_sent.unwrap_or(now);
             self.rto_at = Some(sent + self.syn_rto);
         }

@@ -1,6 +1,6 @@
 //! Time: the next deadline and what each timer does when it fires.
 
-use super::{CloseReason, Connection, State};
+use super::{CloseReason, Connection, State, MAX_TAIL_PROBES};
 use std::time::Instant;
 
 impl Connection {
@@ -59,7 +59,9 @@ impl Connection {
         }
         if self.rack_at.is_some_and(|t| t <= now) {
             self.rack_at = None;
-            if self.detect_lost_by_time(now) > 0 && !self.in_recovery {
+            let lost = self.detect_lost_by_time(now) > 0;
+            // A first loss, or a loss of data sent during the episode (see `on_ack`).
+            if lost && (!self.in_recovery || (self.send.lost_in_epoch() && self.queue_building())) {
                 self.enter_recovery(now);
             }
         }
@@ -67,10 +69,19 @@ impl Connection {
             self.tlp_at = None;
             if self.send.flight() > 0 {
                 // The probe stands in for the RTO, which restarts behind it.
-                self.tlp_outstanding = true;
+                self.tlp_probes += 1;
                 self.pending.tlp = true;
                 self.stats.tail_probes += 1;
-                self.rto_at = Some(now + self.rtt.rto());
+                let rto = now + self.rtt.rto();
+                self.rto_at = Some(rto);
+                // A lost probe (or its lost ACK) gets a second one a doubled probe time
+                // later, as QUIC's PTO backs off, before the RTO collapses the window: at a
+                // few percent of loss each way one probe in ten would otherwise end in it.
+                if self.tlp_probes < MAX_TAIL_PROBES {
+                    self.tlp_at = self
+                        .probe_time()
+                        .map(|pto| (now + pto * (1 << self.tlp_probes)).min(rto));
+                }
             }
         }
         if self.rto_at.is_some_and(|t| t <= now) {
@@ -147,6 +158,7 @@ impl Connection {
             self.send.mark_all_lost();
             self.epoch = self.epoch.wrapping_add(1);
             self.in_recovery = true;
+            self.recovery_congested = true;
             self.recovery_point = self.send.nxt();
             self.dup_acks = 0;
         } else {

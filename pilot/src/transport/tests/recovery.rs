@@ -86,6 +86,26 @@ fn tail_loss_is_repaired_by_a_probe_not_an_rto() {
 }
 
 #[test]
+fn a_lost_tail_probe_is_probed_again_before_the_rto() {
+    let mut sim = pair(3);
+    let base = sim.a.send_next();
+    // The last segment of the write is lost, and so is the probe that resends it: a second
+    // probe, a doubled probe time later, repairs it. Before, the RTO (200 ms floor) did.
+    drop_segments(&mut sim, base, &[9], 2);
+    let payload = data(10 * MSS, 3);
+    let start = sim.now;
+    let got = deliver(&mut sim, &payload, Duration::from_secs(5));
+    assert_eq!(digest(&got), digest(&payload));
+    let s = sim.a.stats();
+    assert_eq!(s.timeouts, 0, "{s:?}");
+    assert_eq!(s.tail_probes, 2, "{s:?}");
+    // Probes after 80 ms (2 SRTT + the delayed-ACK time: one segment out) and 160 ms later;
+    // the RTO would have come 200 ms after the first and cut the window to one segment.
+    let took = sim.now - start;
+    assert!(took < Duration::from_millis(280), "{took:?}");
+}
+
+#[test]
 fn lost_retransmission_is_repaired_without_rto_and_one_reduction() {
     let mut sim = pair(2);
     let base = sim.a.send_next();
@@ -98,8 +118,10 @@ fn lost_retransmission_is_repaired_without_rto_and_one_reduction() {
     let s = sim.a.stats();
     assert_eq!(s.timeouts, 0, "{s:?}");
     assert!(s.rack_losses >= 1, "{s:?}");
-    // One episode, one reduction: the window was not collapsed to one segment.
-    assert_eq!(s.fast_retransmits, 1, "{s:?}");
+    // No RTO: the window was not collapsed to one segment. (Since lost retransmissions are
+    // judged as a possible new congestion event, the transfer counts a second episode here;
+    // on this queue-free path neither cuts the window below what it delivered.)
+    assert!(s.fast_retransmits <= 2, "{s:?}");
     assert!(s.cwnd > 10 * MSS as u64, "{s:?}");
 }
 
@@ -235,11 +257,12 @@ fn lost_syn_is_repaired_on_the_peer_rtt_not_a_flat_second() {
     let mut net = Net::new(Duration::from_millis(10), drop_first(is_syn));
     net.a.set_peer_rtt(B, Duration::from_millis(20));
     let took = net.dial(Duration::from_secs(5)).expect("connected");
-    // 3 RTT is 60 ms, under the 200 ms RTO floor; before, the second SYN waited 1 s.
+    // 3 RTT is 60 ms (not floored at the data RTO's 200 ms: a SYN is answered at once);
+    // before, the second SYN waited 1 s.
     let syns: Vec<_> = net.sent.iter().filter(|s| s.1 && is_syn(&s.2)).collect();
     assert_eq!(syns.len(), 2);
-    assert_eq!(syns[1].0 - syns[0].0, Duration::from_millis(200));
-    assert_eq!(took, Duration::from_millis(220));
+    assert_eq!(syns[1].0 - syns[0].0, Duration::from_millis(60));
+    assert_eq!(took, Duration::from_millis(80));
 }
 
 #[test]
@@ -256,8 +279,8 @@ fn lost_syn_ack_is_repaired_on_the_rtt_learnt_from_an_earlier_connection() {
     assert_eq!(net.a.peer_rtt(B), Some(Duration::from_millis(60)));
     net.drop = Box::new(drop_first(is_syn_ack));
     let third = net.dial(Duration::from_secs(5)).expect("connected");
-    // 3 × 60 ms = 180 ms, floored at 200 ms, plus the round trip.
-    assert_eq!(third, Duration::from_millis(260));
+    // 3 × 60 ms = 180 ms, plus the round trip.
+    assert_eq!(third, Duration::from_millis(240));
 }
 
 // ---- goodput over the link model ------------------------------------------------------------
@@ -388,4 +411,45 @@ fn random_loss_does_not_hold_the_window_to_the_loss_rate() {
     let goodput = total as f64 / took.as_secs_f64();
     assert!(goodput > 2.2e6, "{goodput} {took:?} {s:?}");
     assert_eq!(s.timeouts, 0, "{s:?}");
+}
+
+#[test]
+fn random_loss_in_slow_start_does_not_end_it() {
+    // 5 % loss on a 20 ms path with room to spare (1 Gbit/s, deep queue): the first window
+    // already loses a segment. Cutting the window for that, and for the loss in every window
+    // after it, held a 1 MiB transfer near the initial window (about 2 MB/s: 500 ms and
+    // more). The path shows no queue and the delivery rate keeps climbing, so slow start
+    // goes on while the holes are repaired.
+    let rtt = Duration::from_millis(20);
+    let mut link = LinkConfig {
+        rtt,
+        jitter: Duration::ZERO,
+        loss: Loss::Random(0.05),
+        rate: 1_000_000_000 / 8,
+        queue: 0,
+    };
+    link.queue = link.bdp();
+    let total = 1 << 20;
+    let (took, s) = over_path(link, 13, total);
+    assert!(s.fast_retransmits > 0, "{s:?}");
+    assert!(took < Duration::from_millis(300), "{took:?} {s:?}");
+}
+
+#[test]
+fn loss_from_a_full_queue_still_cuts_the_window() {
+    // A 10 Mbit/s bottleneck with a queue of one BDP and no random loss: slow start overflows
+    // the queue, and the round trip has doubled by then, so the loss is congestion and the
+    // window is cut (the queue drains): later round trips come back towards the minimum.
+    let rtt = Duration::from_millis(20);
+    let mut link = LinkConfig {
+        rtt,
+        jitter: Duration::ZERO,
+        loss: Loss::None,
+        rate: 10_000_000 / 8,
+        queue: 0,
+    };
+    link.queue = link.bdp();
+    let (_, s) = over_path(link, 14, 4 << 20);
+    assert!(s.fast_retransmits > 0, "the queue overflowed: {s:?}");
+    assert!(s.cwnd < 4 * link.bdp() as u64, "the window was cut: {s:?}");
 }

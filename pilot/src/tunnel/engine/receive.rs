@@ -341,6 +341,9 @@ impl Tunnel {
         let Some(peer) = self.peers.get_mut(&node) else {
             return;
         };
+        if let Some(rtt) = peer.rtt.answered(now) {
+            self.events.push_back(TunnelEvent::PeerRtt { node, rtt });
+        }
         let before = peer.path.route();
         // A new or changed key is fresh (the crypto layer refuses retired keys). A repeated
         // one may be a replay, so it moves the path only to an address we are probing (Q3).
@@ -389,6 +392,7 @@ impl Tunnel {
             } else {
                 self.outbox.push_copy(from, &pila);
             }
+            peer.rtt.asked(now);
         } else if peer.key_exchange_allowed(now, timing.silence_rekey) {
             // A peer probing us (a punch, a silence check, a roam) learns the path works from
             // our answer: a path proof, sealed and fresh, so it may confirm the address it

@@ -911,3 +911,41 @@ fn a_negative_answer_about_a_peer_that_answers_forgets_nothing() {
         .events
         .contains(&TunnelEvent::PeerGone { node: 2 }));
 }
+
+#[test]
+fn each_side_measures_the_round_trip_of_its_key_exchange() {
+    let mut net = Net::new(3, &[NatKind::Open, NatKind::Open], false);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(1));
+    let rtt = 2 * LATENCY;
+    for (node, peer) in [(1, 2), (2, 1)] {
+        let samples: Vec<TunnelEvent> = net.hosts[net.idx(node)]
+            .events
+            .iter()
+            .copied()
+            .filter(|e| matches!(e, TunnelEvent::PeerRtt { .. }))
+            .collect();
+        // The initiator: its PILA to the reply; the responder: its reply to the answer.
+        assert_eq!(
+            samples,
+            [TunnelEvent::PeerRtt { node: peer, rtt }],
+            "node {node}"
+        );
+        assert_eq!(net.hosts[net.idx(node)].tunnel.peer_rtt(peer), Some(rtt));
+    }
+}
+
+#[test]
+fn a_lost_key_exchange_gives_no_round_trip_sample() {
+    // Everything node 1 sends is lost for a while: its key exchange goes out again later, so
+    // the reply cannot be matched to one of them (Karn) and node 1 takes no sample.
+    let mut net = Net::new(4, &[NatKind::Open, NatKind::Open], false);
+    net.mute = Some(1);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_millis(1_500));
+    net.mute = None;
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.inbox(2), [msg(b"hello", 1, false)]);
+    assert_eq!(net.hosts[0].tunnel.peer_rtt(2), None);
+    assert_eq!(net.hosts[1].tunnel.peer_rtt(1), Some(2 * LATENCY));
+}
