@@ -123,7 +123,9 @@ async fn write_outbox<S: AsyncWrite>(
             }
         }
     };
+    // Biased: the same order in every run of a simulation seed (DESIGN rule 3).
     tokio::select! {
+        biased;
         () = drain => {}
         _ = stopped => {} // the reader ended: waiting events no longer matter
     }
