@@ -436,6 +436,22 @@ impl Endpoint {
         let finished =
             slot.conn.is_drained() && slot.conn.readable() == 0 && !slot.conn.has_events();
         if was_live && !live_now {
+            let s = slot.conn.stats();
+            tracing::debug!(
+                id = id.0,
+                sent = s.bytes_sent,
+                received = s.bytes_received,
+                retransmits = s.retransmits,
+                episodes = s.fast_retransmits,
+                rack_losses = s.rack_losses,
+                tail_probes = s.tail_probes,
+                timeouts = s.timeouts,
+                dup_acks = s.dup_acks,
+                recv_dropped = s.recv_dropped,
+                cwnd = s.cwnd,
+                srtt_us = s.srtt_us,
+                "connection finished"
+            );
             self.unlive(port);
         }
         if register {

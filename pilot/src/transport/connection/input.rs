@@ -450,10 +450,12 @@ impl Connection {
     /// in recovery too: a lost retransmission at the end of an episode, with nothing sent
     /// after it, is then probed instead of waiting for the RTO and a window of one segment.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
-        self.tlp_at = None;
         if self.tlp_probes > 0 {
+            // A probe is out: keep its backed-off successor (a probe of new data sends
+            // through here, and clearing the timer left a lost probe to the RTO).
             return;
         }
+        self.tlp_at = None;
         self.tlp_at = self.probe_time().map(|pto| now + pto);
         if let (Some(at), Some(rto)) = (self.tlp_at, self.rto_at) {
             self.tlp_at = Some(at.min(rto));

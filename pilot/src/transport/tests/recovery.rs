@@ -106,6 +106,24 @@ fn a_lost_tail_probe_is_probed_again_before_the_rto() {
 }
 
 #[test]
+fn a_lost_tail_probe_of_new_data_is_probed_again_before_the_rto() {
+    let mut sim = pair(3);
+    let base = sim.a.send_next();
+    // The whole first flight (the initial window of ten segments) is lost, and so is the
+    // probe, which carries new data (segment 10) because more is queued and the peer's window
+    // has room. Sending that probe re-armed the probe timer, which cleared the second probe,
+    // and only the RTO (200 ms floor, window one segment) repaired the flight.
+    let flight: Vec<u32> = (0..=10).collect();
+    drop_segments(&mut sim, base, &flight, 1);
+    let payload = data(40 * MSS, 5);
+    let got = deliver(&mut sim, &payload, Duration::from_secs(5));
+    assert_eq!(digest(&got), digest(&payload));
+    let s = sim.a.stats();
+    assert_eq!(s.timeouts, 0, "{s:?}");
+    assert!(s.tail_probes >= 2, "{s:?}");
+}
+
+#[test]
 fn lost_retransmission_is_repaired_without_rto_and_one_reduction() {
     let mut sim = pair(2);
     let base = sim.a.send_next();
