@@ -156,3 +156,15 @@ fn a_hundred_daemons() {
 fn a_thousand_daemons() {
     run_scale(1000);
 }
+
+/// Any size, for diagnosis: `PILOT_SCALE_DAEMONS=300 cargo test --release -p pilot-sim --test
+/// scale -- --ignored --nocapture any_number_of_daemons`.
+#[test]
+#[ignore = "for diagnosis; the size comes from PILOT_SCALE_DAEMONS (default 300)"]
+fn any_number_of_daemons() {
+    let n = std::env::var("PILOT_SCALE_DAEMONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    run_scale(n);
+}
