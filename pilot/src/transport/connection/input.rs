@@ -455,7 +455,6 @@ impl Connection {
             // through here, and clearing the timer left a lost probe to the RTO).
             return;
         }
-        self.tlp_at = None;
         self.tlp_at = self.probe_time().map(|pto| now + pto);
         if let (Some(at), Some(rto)) = (self.tlp_at, self.rto_at) {
             self.tlp_at = Some(at.min(rto));
