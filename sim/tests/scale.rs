@@ -162,9 +162,11 @@ fn a_thousand_daemons() {
 #[test]
 #[ignore = "for diagnosis; the size comes from PILOT_SCALE_DAEMONS (default 300)"]
 fn any_number_of_daemons() {
-    let n = std::env::var("PILOT_SCALE_DAEMONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let n = match std::env::var("PILOT_SCALE_DAEMONS") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("PILOT_SCALE_DAEMONS={v:?}: expected a daemon count")),
+        Err(_) => 300,
+    };
     run_scale(n);
 }
