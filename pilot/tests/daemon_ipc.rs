@@ -328,3 +328,102 @@ async fn a_client_that_never_reads_stalls_only_itself() {
     assert_eq!(info.node_id, a.handle.node_id());
     pump.abort();
 }
+
+/// A client's socket as the daemon writes it: the first write is taken (and handed to the
+/// test), every later one fails as writing to a client that closed its socket does.
+struct ClosesAfterFirstWrite {
+    first: Option<tokio::sync::oneshot::Sender<Vec<u8>>>,
+    refused: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl tokio::io::AsyncWrite for ClosesAfterFirstWrite {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(buf.to_vec());
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        if let Some(refused) = self.refused.take() {
+            let _ = refused.send(());
+        }
+        std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A program that sends its last data and a Close and exits without reading the replies
+/// (`pilotctl publish`): the daemon's write to it fails, and what it sent still reaches the
+/// peer, then the end of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_before_a_client_exits_reaches_the_peer() {
+    let rv = Rendezvous::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, _path) = serve(&rv, dir.path()).await;
+    make_trust(&a.handle, &b.handle).await;
+    let mut listener = pilot::services::conn::ServiceListener::bind(&b.handle, 1000)
+        .await
+        .unwrap();
+    let received = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await.unwrap();
+        all
+    });
+
+    let (mut client, daemon_side) = tokio::io::duplex(1 << 16);
+    let (first, first_write) = tokio::sync::oneshot::channel();
+    let (refused, write_refused) = tokio::sync::oneshot::channel();
+    let writer = ClosesAfterFirstWrite {
+        first: Some(first),
+        refused: Some(refused),
+    };
+    let served = tokio::spawn(ipc::serve_client(daemon_side, writer, a.handle.clone()));
+    let frame = |command: Command| {
+        let mut out = Vec::new();
+        command.encode_framed(&mut out).unwrap();
+        out
+    };
+
+    client
+        .write_all(&frame(Command::Dial {
+            addr: b.handle.address(),
+            port: 1000,
+        }))
+        .await
+        .unwrap();
+    let mut decoder = FrameDecoder::new();
+    decoder.extend(&within(first_write).await.unwrap());
+    let conn = match Event::decode(decoder.next_message().unwrap().unwrap()).unwrap() {
+        Event::DialOk { conn } => conn,
+        other => panic!("{other:?}"),
+    };
+    // Info draws a reply, and its write fails: the client has stopped reading.
+    client.write_all(&frame(Command::Info)).await.unwrap();
+    within(write_refused).await.unwrap();
+    let mut last = frame(Command::Send {
+        conn,
+        data: b"last words".to_vec(),
+    });
+    last.extend(frame(Command::Close { conn }));
+    client.write_all(&last).await.unwrap();
+    drop(client);
+
+    assert_eq!(within(received).await.unwrap(), b"last words");
+    within(served).await.unwrap().unwrap();
+}

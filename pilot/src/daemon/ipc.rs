@@ -25,7 +25,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 /// Receive window per connection for clients without the credit extension.
@@ -138,10 +138,24 @@ struct State {
     out: Vec<u8>,
     /// Without credits: receive credit to give back once `out` is written.
     regrant: Vec<(u32, u32)>,
-    closing: bool,
 }
 
 async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
+    let (rd, wr) = stream.into_split();
+    serve_client(rd, wr, handle).await
+}
+
+/// Serves one client whose messages arrive on `rd` and whose replies and events go to `wr`,
+/// until it closes `rd` or the daemon stops.
+///
+/// A client that stops reading (a failed write: it closed its socket, or shut down its read
+/// side) is still read to the end: a program may send its last Sends and a Close and exit
+/// without waiting for the replies, and that data must still reach the peer.
+pub async fn serve_client<R, W>(mut rd: R, mut wr: W, handle: DaemonHandle) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let session = handle
         .session(ClientOptions {
             recv_credit: REFERENCE_RECV_WINDOW,
@@ -157,13 +171,12 @@ async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
         queued_sends: 0,
         out: Vec::with_capacity(1 << 16),
         regrant: Vec::new(),
-        closing: false,
     };
-    let (mut rd, mut wr) = stream.into_split();
+    // The client no longer reads: what the daemon would tell it is dropped.
+    let mut deaf = false;
     let mut decoder = FrameDecoder::new();
     loop {
-        let may_read =
-            !state.closing && (state.credit || state.queued_sends < REFERENCE_SEND_QUEUE);
+        let may_read = state.credit || state.queued_sends < REFERENCE_SEND_QUEUE;
         tokio::select! {
             biased;
             n = rd.read(decoder.spare(READ_BUFFER)), if may_read => {
@@ -243,7 +256,12 @@ async fn client(stream: UnixStream, handle: DaemonHandle) -> io::Result<()> {
             }
         }
         if !state.out.is_empty() {
-            wr.write_all(&state.out).await?;
+            if !deaf {
+                if let Err(e) = wr.write_all(&state.out).await {
+                    tracing::debug!(error = %e, "IPC client stopped reading; reading its last messages");
+                    deaf = true;
+                }
+            }
             state.out.clear();
             for (conn, bytes) in state.regrant.drain(..) {
                 session.grant(conn, bytes);
