@@ -12,9 +12,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, SemaphorePermit};
 
-/// Idle connections kept for reuse.
+/// Connections to the registry at most, in use or idle. Calls beyond it wait for one to come
+/// back rather than open more: a daemon with many calls at once (a hub approving hundreds of
+/// peers) would otherwise open connection after connection, hit the registry's per-source
+/// connection rate, and have each refused call open yet another.
 const POOL: usize = 4;
 
 /// What a registration says about this node.
@@ -38,6 +41,8 @@ pub struct RegistryLink<N: Network> {
     pin: Option<String>,
     signer: Signer,
     idle: Mutex<Vec<(usize, Client<N>)>>,
+    /// One permit per connection in use; `POOL` in all.
+    in_use: tokio::sync::Semaphore,
     /// This node's ID once registered.
     pub node_id: AtomicU32,
 }
@@ -58,6 +63,7 @@ impl<N: Network> RegistryLink<N> {
             pin,
             signer,
             idle: Mutex::new(Vec::new()),
+            in_use: tokio::sync::Semaphore::new(POOL),
             node_id: AtomicU32::new(0),
         }
     }
@@ -105,17 +111,32 @@ impl<N: Network> RegistryLink<N> {
         client.with_signer(self.signer.clone())
     }
 
-    fn take(&self) -> (usize, Client<N>) {
+    /// A connection of the current address, once fewer than `POOL` are in use: an idle one, or
+    /// a new one. The permit goes back with [`give`](Self::give).
+    async fn take(&self) -> (usize, Client<N>, SemaphorePermit<'_>) {
+        // Never closed, so acquiring cannot fail.
+        let permit = self
+            .in_use
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let index = self.current.load(Ordering::Relaxed) % self.addrs.len();
         let mut idle = self.idle();
         if let Some(pos) = idle.iter().position(|(i, _)| *i == index) {
-            return idle.swap_remove(pos);
+            let (index, client) = idle.swap_remove(pos);
+            return (index, client, permit);
         }
         drop(idle);
-        (index, self.fresh_client())
+        (index, self.fresh_client(), permit)
     }
 
-    fn give<T>(&self, index: usize, client: Client<N>, result: &Result<T, ClientError>) {
+    fn give<T>(
+        &self,
+        index: usize,
+        client: Client<N>,
+        permit: SemaphorePermit<'_>,
+        result: &Result<T, ClientError>,
+    ) {
         match result {
             Err(e) if transport_error(e) => {
                 // The registry is unreachable: the next call tries the other address.
@@ -135,6 +156,8 @@ impl<N: Network> RegistryLink<N> {
                 }
             }
         }
+        // Only now: the next caller finds the connection idle instead of opening one.
+        drop(permit);
     }
 
     fn sign(&self, text: &str) -> String {
@@ -146,9 +169,9 @@ impl<N: Network> RegistryLink<N> {
         let Value::Object(object) = request else {
             return Err(ClientError::Malformed("request"));
         };
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.request(&object).await.map(Value::Object);
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
@@ -159,17 +182,17 @@ impl<N: Network> RegistryLink<N> {
         listen_addr: &str,
     ) -> Result<Registration, ClientError> {
         let hostname = who.hostname.lock().map(|h| h.clone()).unwrap_or_default();
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c
             .register(&who.public_key, listen_addr, &who.owner, &hostname)
             .await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         let reg = r?;
         self.node_id.store(reg.node_id, Ordering::Relaxed);
         if who.public.load(Ordering::Relaxed) {
-            let (i, mut c) = self.take();
+            let (i, mut c, permit) = self.take().await;
             let r = c.set_visibility(reg.node_id, true).await;
-            self.give(i, c, &r);
+            self.give(i, c, permit, &r);
             r?;
         }
         Ok(reg)
@@ -177,18 +200,18 @@ impl<N: Network> RegistryLink<N> {
 
     /// Heartbeat.
     pub async fn heartbeat(&self, node: u32) -> Result<u64, ClientError> {
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.heartbeat(node).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
     /// The endpoint of `node`, as the registry lets us see it.
     pub async fn resolve(&self, node: u32) -> Result<SocketAddr, String> {
         let me = self.node_id.load(Ordering::Relaxed);
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.resolve(me, node).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         let text = r.map_err(|e| e.to_string())?;
         text.parse()
             .map_err(|_| format!("registry gave an unusable endpoint {text:?} for node {node}"))
@@ -197,9 +220,9 @@ impl<N: Network> RegistryLink<N> {
     /// The Ed25519 key the registry holds for `node`.
     pub async fn key(&self, node: u32) -> crate::crypto::RegistryKey {
         use crate::crypto::RegistryKey;
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.lookup(node).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         match r {
             Ok(o) => o
                 .get("public_key")
@@ -213,9 +236,9 @@ impl<N: Network> RegistryLink<N> {
 
     /// Relayed handshakes waiting for us (polling, for when the push subscription is down).
     pub async fn poll(&self, node: u32) -> Result<Vec<HandshakeEvent>, ClientError> {
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.poll_handshakes(node).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         let polled = r?;
         let mut events: Vec<HandshakeEvent> = polled
             .requests
@@ -229,18 +252,18 @@ impl<N: Network> RegistryLink<N> {
     /// `report_trust(self, peer)`.
     pub async fn report_trust(&self, peer: u32) -> Result<(), ClientError> {
         let me = self.node_id.load(Ordering::Relaxed);
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.report_trust(me, peer).await.map(drop);
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
     /// `revoke_trust(self, peer)`.
     pub async fn revoke_trust(&self, peer: u32) -> Result<(), ClientError> {
         let me = self.node_id.load(Ordering::Relaxed);
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.revoke_trust(me, peer).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
@@ -251,18 +274,18 @@ impl<N: Network> RegistryLink<N> {
         justification: &str,
     ) -> Result<(), ClientError> {
         let me = self.node_id.load(Ordering::Relaxed);
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.request_handshake(me, peer, justification).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
     /// `respond_handshake(self, peer, accept)`.
     pub async fn respond_handshake(&self, peer: u32, accept: bool) -> Result<(), ClientError> {
         let me = self.node_id.load(Ordering::Relaxed);
-        let (i, mut c) = self.take();
+        let (i, mut c, permit) = self.take().await;
         let r = c.respond_handshake(me, peer, accept).await;
-        self.give(i, c, &r);
+        self.give(i, c, permit, &r);
         r
     }
 
@@ -439,5 +462,64 @@ pub(super) async fn subscription<N: Network>(
         // Retry pacing, not a wait for an event: polling covers the gap.
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::TokioNet;
+    use crate::registry::frame;
+    use tokio::io::BufReader;
+
+    /// A registry that answers heartbeats, but only once `POOL` requests wait at once (so
+    /// calls pile up), and counts the connections it accepted.
+    async fn gated_registry() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::new(tokio::sync::Barrier::new(POOL));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut gate_open = false;
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let waiting = waiting.clone();
+                let first_ones = !gate_open;
+                gate_open = count.load(Ordering::SeqCst) >= POOL;
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    let mut first = first_ones;
+                    while let Ok(Some(_)) = frame::read_frame(&mut stream, frame::MAX_FRAME).await {
+                        if std::mem::take(&mut first) {
+                            waiting.wait().await;
+                        }
+                        let reply = frame::encode(json!({"time": 1}).as_object().unwrap());
+                        if frame::write_encoded(&mut stream, &reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_calls_at_once_share_the_pool_of_connections() {
+        let (addr, accepted) = gated_registry().await;
+        let identity = Identity::from_seed(&[7; 32]);
+        let link = Arc::new(RegistryLink::new(TokioNet, vec![addr], None, &identity));
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let link = link.clone();
+                tokio::spawn(async move { link.heartbeat(1).await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), 1);
+        }
+        // Without the bound every call that found no idle connection opened one.
+        assert_eq!(accepted.load(Ordering::SeqCst), POOL);
     }
 }

@@ -135,6 +135,9 @@ fn relayed_response(v: &Value) -> Option<RelayedResponse> {
     })
 }
 
+/// How long a reply may take once the request is written.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Dials with the reference client's retry schedule: 5 attempts, 5 s each, 500 ms doubling
 /// to 10 s between them.
 async fn dial<N: Network>(
@@ -168,6 +171,7 @@ pub struct Client<N: Network> {
     conn: Option<BufReader<BoxStream>>,
     signer: Option<Signer>,
     tls_pin: Option<String>,
+    reply_timeout: Duration,
 }
 
 impl<N: Network> Client<N> {
@@ -179,6 +183,7 @@ impl<N: Network> Client<N> {
             conn: None,
             signer: None,
             tls_pin: None,
+            reply_timeout: REPLY_TIMEOUT,
         }
     }
 
@@ -186,6 +191,12 @@ impl<N: Network> Client<N> {
     /// hex, as the daemon's `-registry-tls-pin`).
     pub fn with_tls_pin(mut self, pin: &str) -> Self {
         self.tls_pin = Some(pin.to_string());
+        self
+    }
+
+    /// Gives up on a reply after `timeout` instead of [`REPLY_TIMEOUT`].
+    pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
         self
     }
 
@@ -205,13 +216,18 @@ impl<N: Network> Client<N> {
             self.conn = Some(BufReader::new(self.dial().await?));
         }
         let conn = self.conn.as_mut().ok_or(ClientError::Closed)?;
-        let result = async {
+        let exchange = async {
             frame::write_encoded(conn, bytes).await?;
             frame::read_frame(conn, MAX_FRAME)
                 .await?
                 .ok_or(ClientError::Closed)
-        }
-        .await;
+        };
+        // A registry that took the request and never answers must not hold the caller (or
+        // the daemon's bounded pool of registry connections) forever.
+        let result = match tokio::time::timeout(self.reply_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Io(std::io::ErrorKind::TimedOut.into())),
+        };
         if result.is_err() {
             self.conn = None;
         }
@@ -480,5 +496,30 @@ impl<T: tokio::io::AsyncRead + Unpin> HandshakeStream<T> {
                 return Ok(Some(e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::TokioNet;
+
+    #[tokio::test]
+    async fn a_registry_that_never_answers_times_the_request_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Takes every request and answers none.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let mut client = Client::new(TokioNet, addr).with_reply_timeout(Duration::from_millis(50));
+        let err = client.lookup(1).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err}"
+        );
     }
 }
