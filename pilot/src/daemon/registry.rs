@@ -481,15 +481,12 @@ mod tests {
         let waiting = Arc::new(tokio::sync::Barrier::new(POOL));
         let count = accepted.clone();
         tokio::spawn(async move {
-            let mut gate_open = false;
             while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
+                // The first POOL connections hold their first reply at the barrier.
+                let mut first = count.fetch_add(1, Ordering::SeqCst) < POOL;
                 let waiting = waiting.clone();
-                let first_ones = !gate_open;
-                gate_open = count.load(Ordering::SeqCst) >= POOL;
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
-                    let mut first = first_ones;
                     while let Ok(Some(_)) = frame::read_frame(&mut stream, frame::MAX_FRAME).await {
                         if std::mem::take(&mut first) {
                             waiting.wait().await;
