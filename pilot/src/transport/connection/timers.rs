@@ -149,6 +149,11 @@ impl Connection {
             return;
         }
         self.rtt.back_off();
+        if !self.confirmed {
+            // Nothing from the dialler since its SYN: our SYN-ACK may be what was lost, and a
+            // dialler still waiting for it drops the data we resend. Resend it too.
+            self.pending.syn_ack = true;
+        }
         if self.send.flight() > 0 {
             if self.silent_timeouts == 1 {
                 self.cc.on_timeout(now, self.send.flight());
