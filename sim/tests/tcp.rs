@@ -115,3 +115,82 @@ fn a_private_host_cannot_be_reached_from_outside() {
     });
     sim.run().unwrap();
 }
+
+/// Steps `sim` until `done` holds; panics after a simulated minute.
+fn step_until(sim: &mut turmoil::Sim<'static>, done: impl Fn() -> bool) {
+    for _ in 0..60_000 {
+        if done() {
+            return;
+        }
+        sim.step().unwrap();
+    }
+    panic!("not done after a simulated minute");
+}
+
+/// The client ports, in the order the server saw their connections end, when a client holding
+/// eight connections (each in its own spawned task) crashes. `shift` first moves tokio's
+/// process-wide task ids on: a crashed runtime drops its tasks in an order set by those ids.
+fn ends_seen_after_a_crash(shift: usize) -> Vec<u16> {
+    let spare = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for _ in 0..shift {
+        drop(spare.spawn(async {}));
+    }
+    let mut topo = Topology::new(5);
+    topo.host("server", None).host("client", None);
+    let (mut sim, world) = topo.build().unwrap();
+    let (accepted, ended) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let (net, counted, sink) = (
+        world.net("server").unwrap(),
+        accepted.clone(),
+        ended.clone(),
+    );
+    sim.host("server", move || {
+        let (net, counted, sink) = (net.clone(), counted.clone(), sink.clone());
+        async move {
+            let listener = net.bind_tcp(addr("0.0.0.0:8000")).await?;
+            loop {
+                let (mut s, peer) = listener.accept().await?;
+                *counted.lock().unwrap() += 1;
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let _ = s.read(&mut [0u8; 1]).await;
+                    sink.lock().unwrap().push(peer.port());
+                });
+            }
+        }
+    });
+    let server = SocketAddr::from((world.public_addr(world.find("server").unwrap()), 8000));
+    let net = world.net("client").unwrap();
+    sim.host("client", move || {
+        let net = net.clone();
+        async move {
+            for _ in 0..8 {
+                let s = net.connect_tcp(server).await?;
+                tokio::spawn(async move {
+                    let _held = s;
+                    std::future::pending::<()>().await
+                });
+            }
+            std::future::pending().await
+        }
+    });
+    step_until(&mut sim, || *accepted.lock().unwrap() == 8);
+    sim.crash("client");
+    step_until(&mut sim, || ended.lock().unwrap().len() == 8);
+    let ended = ended.lock().unwrap().clone();
+    ended
+}
+
+#[test]
+fn a_crash_closes_its_connections_in_the_same_order_in_every_run() {
+    let first = ends_seen_after_a_crash(0);
+    for shift in 1..4 {
+        assert_eq!(
+            ends_seen_after_a_crash(shift),
+            first,
+            "task ids moved on by {shift}"
+        );
+    }
+}

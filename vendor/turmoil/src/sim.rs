@@ -167,7 +167,7 @@ impl<'a> Sim<'a> {
 
             self.world.borrow_mut().current = Some(h);
 
-            World::enter(&self.world, || {
+            World::tear_down(&self.world, || World::enter(&self.world, || {
                 rt.crash();
 
                 // Discard pending filesystem operations
@@ -180,7 +180,7 @@ impl<'a> Sim<'a> {
                 });
 
                 tracing::trace!(target: TRACING_TARGET, addr = ?h, "Crash");
-            });
+            }));
         }
 
         self.world.borrow_mut().current = None;
@@ -203,7 +203,7 @@ impl<'a> Sim<'a> {
 
             self.world.borrow_mut().current = Some(h);
 
-            World::enter(&self.world, || f(h, rt));
+            World::tear_down(&self.world, || World::enter(&self.world, || f(h, rt)));
         }
 
         self.world.borrow_mut().current = None;

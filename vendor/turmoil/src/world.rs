@@ -40,6 +40,10 @@ pub(crate) struct World {
     /// Run duration for each host on every step.
     // TODO: Remove this once we've cleaned up the loopback implementation hacks
     pub(crate) tick_duration: Duration,
+
+    /// While a host's software is torn down (crash, bounce), the messages its dropped sockets
+    /// send, held back to be sent in address order (see `PATCHES.md`).
+    pub(crate) teardown_sends: Option<Vec<(SocketAddr, SocketAddr, Protocol)>>,
 }
 
 scoped_thread_local!(static CURRENT: RefCell<World>);
@@ -60,6 +64,7 @@ impl World {
             current: None,
             rng,
             tick_duration,
+            teardown_sends: None,
         }
     }
 
@@ -264,8 +269,28 @@ impl World {
         dst: SocketAddr,
         message: Protocol,
     ) -> Result<()> {
+        if let Some(held) = &mut self.teardown_sends {
+            held.push((src, dst, message));
+            return Ok(());
+        }
         self.topology
             .enqueue_message(&mut self.rng, src, dst, message)
+    }
+
+    /// Runs `teardown` (which drops a host's tasks), then sends what the dropped sockets sent,
+    /// ordered by source and destination address. Tokio drops a runtime's tasks in an order set
+    /// by process-wide task ids, so without this a crash draws the random generator (and
+    /// queues FINs and RSTs) in an order that differs between two runs in one process.
+    pub(crate) fn tear_down(world: &RefCell<World>, teardown: impl FnOnce()) {
+        world.borrow_mut().teardown_sends = Some(Vec::new());
+        teardown();
+        let mut world = world.borrow_mut();
+        let mut held = world.teardown_sends.take().unwrap_or_default();
+        // Stable: one socket's messages keep their order.
+        held.sort_by_key(|(src, dst, _)| (*src, *dst));
+        for (src, dst, message) in held {
+            let _ = world.send_message(src, dst, message);
+        }
     }
 
     /// Tick the host at `addr` by `duration`.
