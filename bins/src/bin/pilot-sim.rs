@@ -247,6 +247,11 @@ fn swarm(
         print!("{}", divergence.report("first run", "second run"));
         println!("replay: pilot-sim swarm --seeds 1 --from-seed {seed}{flags}");
         if report.failure.is_none() {
+            // A seed's scenario is a pure function of it: written out, the file can be run
+            // twice with `--trace` and the traces compared with `pilot-sim diff`.
+            if let Ok(generated) = swarm::generate(*seed, options) {
+                write_scenario(out, &generated);
+            }
             return ExitCode::FAILURE;
         }
     }
@@ -264,19 +269,27 @@ fn swarm(
         report.passed
     );
     print!("{}", failure.verdict.report());
-    let path = out.join(format!("swarm-{seed}.toml"));
-    if let Err(e) = std::fs::write(&path, &failure.generated.text) {
+    match write_scenario(out, &failure.generated) {
+        Some(path) => println!("shrink: pilot-sim shrink {}", path.display()),
+        None => println!("replay: pilot-sim swarm --seeds 1 --from-seed {seed}{flags}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// Writes a seed's scenario file into `out` and says how to replay it; `None` (and an error
+/// on stderr) when it cannot be written.
+fn write_scenario(out: &Path, generated: &pilot_sim::swarm::Generated) -> Option<PathBuf> {
+    let path = out.join(format!("swarm-{}.toml", generated.seed));
+    if let Err(e) = std::fs::write(&path, &generated.text) {
         eprintln!(
             "error: cannot write {}: {e}\n  hint: check that the directory exists and is writable",
             path.display()
         );
-        println!("replay: pilot-sim swarm --seeds 1 --from-seed {seed}{flags}");
-        return ExitCode::FAILURE;
+        return None;
     }
     println!("scenario written to {}", path.display());
     println!("replay: pilot-sim run {}", path.display());
-    println!("shrink: pilot-sim shrink {}", path.display());
-    ExitCode::FAILURE
+    Some(path)
 }
 
 /// The flags that make `swarm --from-seed S` draw what this run drew.
