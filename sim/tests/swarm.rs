@@ -227,3 +227,67 @@ fn a_relayed_pair_is_reachable_within_the_rebind_bound_after_a_nat_reboot() {
         assert!(g.text.contains(&wait), "seed {seed} heals for less");
     }
 }
+
+/// A peer that crashes after registering: an echo to it times out. Dropping the first wait
+/// fails the echo too, but for another cause (the peer has no node ID yet), which shrinking
+/// must not take for the same failure.
+const CRASHED_PEER: &str = r#"
+name = "crashed-peer"
+seed = 3
+settle = "100ms"
+tolerate_errors = true
+
+[[host]]
+name = "rdv"
+kind = "rendezvous"
+
+[[host]]
+name = "a"
+kind = "daemon"
+public = true
+registry = "rdv"
+
+[[host]]
+name = "b"
+kind = "daemon"
+public = true
+registry = "rdv"
+
+[[action]]
+do = "wait"
+for = "2s"
+
+[[action]]
+do = "crash"
+host = "b"
+
+[[action]]
+do = "echo"
+host = "a"
+peer = "b"
+bytes = 100
+tag = "e1"
+
+[[expect]]
+check = "echoed"
+tag = "e1"
+"#;
+
+#[test]
+fn shrink_keeps_the_cause_of_the_failure_not_only_its_invariant() {
+    let before = swarm::judge(&Scenario::parse(CRASHED_PEER).unwrap()).unwrap();
+    let target = before.violations.first().expect("the echo fails").clone();
+    let shrunk = shrink::shrink(CRASHED_PEER, None, 60).unwrap();
+    assert!(
+        shrunk.verdict.broke_like(&target),
+        "{}",
+        shrunk.verdict.report()
+    );
+    // The wait for the registrations stays, shortened at most.
+    let small = Scenario::parse(&shrunk.text).unwrap();
+    assert!(
+        small.actions.iter().any(|a| a.kind() == "wait"),
+        "{}",
+        shrunk.text
+    );
+}

@@ -34,6 +34,16 @@ pub struct Violation {
     pub detail: String,
 }
 
+impl Violation {
+    /// What went wrong, without the particulars: the detail's last clause with its numbers
+    /// removed. "2048 bytes to d10: dial: dial timeout" and "512 bytes to d3: dial: dial
+    /// timeout" have one cause; "d10 has no node ID" has another.
+    pub fn cause(&self) -> String {
+        let last = self.detail.rsplit(": ").next().unwrap_or_default();
+        last.chars().filter(|c| !c.is_ascii_digit()).collect()
+    }
+}
+
 /// The verdict on one run.
 #[derive(Clone, Debug)]
 pub struct Verdict {
@@ -57,6 +67,13 @@ impl Verdict {
     /// Whether it broke `invariant`.
     pub fn broke(&self, invariant: &str) -> bool {
         self.violations.iter().any(|v| v.invariant == invariant)
+    }
+
+    /// Whether it broke `invariant` for the same cause as `like` (see [`Violation::cause`]).
+    pub fn broke_like(&self, like: &Violation) -> bool {
+        self.violations
+            .iter()
+            .any(|v| v.invariant == like.invariant && v.cause() == like.cause())
     }
 
     /// One line per broken invariant.
@@ -120,5 +137,46 @@ fn panicked(why: String) -> Verdict {
             description: "no host panicked and the simulation ran to the end".to_string(),
             detail: why,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(invariant: &str, detail: &str) -> Violation {
+        Violation {
+            invariant: invariant.to_string(),
+            description: String::new(),
+            detail: detail.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_cause_is_the_last_clause_without_its_numbers() {
+        let timeout = violation(
+            "reachable-after-heal",
+            "2048 bytes to d10: dial: dial timeout",
+        );
+        let other_timeout = violation(
+            "reachable-after-heal",
+            "512 bytes to d3: dial: dial timeout",
+        );
+        let unregistered = violation(
+            "reachable-after-heal",
+            "2048 bytes to d10: d10 has no node ID (is its daemon up?)",
+        );
+        assert_eq!(timeout.cause(), "dial timeout");
+        assert_eq!(timeout.cause(), other_timeout.cause());
+        assert_ne!(timeout.cause(), unregistered.cause());
+
+        let verdict = |v: &Violation| Verdict {
+            outcome: None,
+            violations: vec![v.clone()],
+        };
+        assert!(verdict(&other_timeout).broke_like(&timeout));
+        assert!(!verdict(&unregistered).broke_like(&timeout));
+        let elsewhere = violation("stream-ends", "2048 bytes to d10: dial: dial timeout");
+        assert!(!verdict(&elsewhere).broke_like(&timeout));
     }
 }

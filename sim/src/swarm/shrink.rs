@@ -1,4 +1,6 @@
-//! Shrinking: a failing scenario made smaller while it still breaks the same invariant.
+//! Shrinking: a failing scenario made smaller while it still breaks the same invariant, for the
+//! same cause (a candidate that fails only because it dropped the wait for a registration
+//! breaks `reachable-after-heal` too, but is not the bug being shrunk).
 //!
 //! Works on the scenario file as TOML, so it shrinks any scenario, generated or written by
 //! hand. Each candidate drops something (expectations that do not fail, a host with all that
@@ -6,7 +8,7 @@
 //! skipped without running, one that still breaks the invariant is kept. It stops when a full
 //! pass keeps nothing, or after `max_runs` runs.
 
-use super::invariant::{judge, Verdict};
+use super::invariant::{judge, Verdict, Violation};
 use crate::scenario::duration;
 use crate::scenario::{Scenario, ScenarioError};
 use std::collections::BTreeSet;
@@ -78,12 +80,12 @@ pub fn shrink(text: &str, seed: Option<u64>, max_runs: usize) -> Result<Shrunk, 
     }
     let start = to_scenario(&doc)?;
     let first = judge(&start)?;
-    let Some(invariant) = first.first().map(str::to_string) else {
+    let Some(target) = first.violations.first().cloned() else {
         return Err(ShrinkError::Passes(start.seed));
     };
     let mut s = Shrinker {
         doc,
-        invariant,
+        target,
         verdict: first,
         runs: 1,
         max_runs,
@@ -99,7 +101,7 @@ pub fn shrink(text: &str, seed: Option<u64>, max_runs: usize) -> Result<Shrunk, 
         text: toml::to_string(&s.doc).expect("a parsed document serializes"),
         after: size(&s.doc),
         before,
-        invariant: s.invariant,
+        invariant: s.target.invariant,
         verdict: s.verdict,
         runs: s.runs,
     })
@@ -135,14 +137,16 @@ fn size(doc: &Table) -> Size {
 
 struct Shrinker {
     doc: Table,
-    invariant: String,
+    /// The first violation of the scenario as given: what every kept candidate still shows.
+    target: Violation,
     verdict: Verdict,
     runs: usize,
     max_runs: usize,
 }
 
 impl Shrinker {
-    /// Tries `candidate`: keeps it if it parses and breaks the invariant still.
+    /// Tries `candidate`: keeps it if it parses and breaks the invariant still, for the same
+    /// cause.
     fn attempt(&mut self, candidate: Table) -> Result<bool, ScenarioError> {
         if self.runs >= self.max_runs {
             return Ok(false);
@@ -153,7 +157,7 @@ impl Shrinker {
         };
         self.runs += 1;
         let verdict = judge(&scenario)?;
-        if verdict.broke(&self.invariant) {
+        if verdict.broke_like(&self.target) {
             self.doc = candidate;
             self.verdict = verdict;
             return Ok(true);
