@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p pilot --bench beacon`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pilot::beacon::{Beacon, BeaconConfig, Outbox, Rate, RateLimits};
+use pilot::beacon::{Beacon, BeaconConfig, MoveKey, Outbox, Rate, RateLimits};
 use pilot::wire::beacon::BeaconMessage;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -37,12 +37,12 @@ fn node_addr(node: u32) -> SocketAddr {
 
 /// A beacon that has seen `nodes` Discovers (nodes 1..=nodes) and one peer announcing node 1_000_000.
 fn populated(nodes: u32, now: Instant) -> Beacon {
-    let mut beacon = Beacon::new(config(), now);
+    let mut beacon = Beacon::new(config(), now, MoveKey::from_bytes([1; 32]));
     beacon.set_peers(&[PEER.parse().unwrap()]);
     let mut out = Outbox::new();
     for node in 1..=nodes {
         let mut msg = Vec::new();
-        BeaconMessage::Discover { node }.encode(&mut msg);
+        BeaconMessage::Discover { node, proof: None }.encode(&mut msg);
         beacon.handle_datagram(now, node_addr(node), &msg, &mut out);
         out.clear();
     }
@@ -115,7 +115,7 @@ fn bench_discover(c: &mut Criterion) {
         let messages: Vec<(SocketAddr, Vec<u8>)> = (1..=nodes)
             .map(|node| {
                 let mut msg = Vec::new();
-                BeaconMessage::Discover { node }.encode(&mut msg);
+                BeaconMessage::Discover { node, proof: None }.encode(&mut msg);
                 (node_addr(node), msg)
             })
             .collect();

@@ -3,7 +3,7 @@
 //! an address that never spoke to the beacon (no reflection), and the same inputs always give the
 //! same outputs.
 
-use pilot::beacon::{Beacon, BeaconConfig, Outbox, Rate, RateLimits};
+use pilot::beacon::{Beacon, BeaconConfig, MoveKey, Outbox, Rate, RateLimits};
 use pilot::wire::beacon::BeaconMessage;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -59,7 +59,7 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
     };
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
-        node().prop_map(move |node| encode(BeaconMessage::Discover { node })),
+        node().prop_map(move |node| encode(BeaconMessage::Discover { node, proof: None })),
         (node(), node()).prop_map(
             move |(requester, target)| encode(BeaconMessage::PunchRequest { requester, target })
         ),
@@ -108,7 +108,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Runs the steps and returns every datagram sent, checking the invariants on the way.
 fn run(steps: &[Step], t0: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
-    let mut beacon = Beacon::new(config(), t0);
+    let mut beacon = Beacon::new(config(), t0, MoveKey::from_bytes([1; 32]));
     beacon.set_peers(&peers());
     let mut now = t0;
     let mut out = Outbox::new();
@@ -161,7 +161,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(from in source(), bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let mut beacon = Beacon::new(config(), Instant::now());
+        let mut beacon = Beacon::new(config(), Instant::now(), MoveKey::from_bytes([1; 32]));
         let mut out = Outbox::new();
         beacon.handle_datagram(Instant::now(), from, &bytes, &mut out);
         prop_assert!(out.len() <= 2);

@@ -113,7 +113,10 @@ async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 /// Discovers `node` from `socket` and checks the reply names the socket's address.
 async fn discover(socket: &UdpSocket, beacon: SocketAddr, node: u32) {
     socket
-        .send_to(&encode(BeaconMessage::Discover { node }), beacon)
+        .send_to(
+            &encode(BeaconMessage::Discover { node, proof: None }),
+            beacon,
+        )
         .await
         .unwrap();
     let (reply, from) = recv(socket).await;
@@ -121,7 +124,8 @@ async fn discover(socket: &UdpSocket, beacon: SocketAddr, node: u32) {
     assert_eq!(
         BeaconMessage::decode(&reply).unwrap(),
         BeaconMessage::DiscoverReply {
-            endpoint: socket.local_addr().unwrap()
+            endpoint: socket.local_addr().unwrap(),
+            proof: None,
         }
     );
 }

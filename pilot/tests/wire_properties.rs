@@ -1,7 +1,7 @@
 //! Properties of every wire codec: encoding then decoding gives back the value, and decoding
 //! arbitrary bytes never panics.
 
-use pilot::wire::beacon::BeaconMessage;
+use pilot::wire::beacon::{BeaconMessage, MoveProof};
 use pilot::wire::tunnel::{AuthKeyExchange, KeyExchange, Nonce, SealedFrame, TunnelFrame};
 use pilot::wire::{
     Addr, Datagram, Flags, Header, Packet, Protocol, SackBlock, SackList, SocketAddr,
@@ -126,8 +126,10 @@ proptest! {
         nodes in proptest::collection::vec(any::<u32>(), 0..50),
     ) {
         let messages = [
-            BeaconMessage::Discover { node: a },
-            BeaconMessage::DiscoverReply { endpoint },
+            BeaconMessage::Discover { node: a, proof: None },
+            BeaconMessage::Discover { node: b, proof: Some(MoveProof([a as u8; 16])) },
+            BeaconMessage::DiscoverReply { endpoint, proof: None },
+            BeaconMessage::DiscoverReply { endpoint, proof: Some(MoveProof([b as u8; 16])) },
             BeaconMessage::PunchRequest { requester: a, target: b },
             BeaconMessage::PunchCommand { endpoint },
             BeaconMessage::Relay { sender: a, destination: b, inner: &inner },

@@ -91,6 +91,29 @@ impl NodeTable {
         result
     }
 
+    /// Moves `node`'s entry to `endpoint` even while fresh, if the entry holds another port of
+    /// the same IP (the caller has checked a move proof: the node receives at `endpoint`).
+    /// Anything else is an ordinary [`claim`](Self::claim).
+    pub fn rebind(&mut self, now: Instant, node: u32, endpoint: SocketAddr) -> Claim {
+        let ttl = self.ttl;
+        match self.entries.get_mut(&node) {
+            Some(e)
+                if e.endpoint != endpoint
+                    && e.endpoint.ip().to_canonical() == endpoint.ip().to_canonical()
+                    && now.saturating_duration_since(e.seen) < ttl =>
+            {
+                let old = e.seen;
+                e.endpoint = endpoint;
+                e.seen = old.max(now);
+                let seen = e.seen;
+                self.by_age.remove(&(old, node));
+                self.by_age.insert((seen, node));
+                Claim::Moved
+            }
+            _ => self.claim(now, node, endpoint),
+        }
+    }
+
     /// Refreshes `node` if its endpoint is `endpoint` (used for relay traffic, which proves the
     /// same endpoint is alive). Returns whether it matched.
     pub fn touch(&mut self, now: Instant, node: u32, endpoint: SocketAddr) -> bool {
@@ -197,6 +220,26 @@ mod tests {
         assert_eq!(t.claim(t2, 7, ep(2)), Claim::Moved);
         assert_eq!(t.endpoint(t2, 7), Some(ep(2)));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_rebind_moves_a_fresh_entry_to_another_port_of_its_ip_only() {
+        let t0 = Instant::now();
+        let mut t = NodeTable::new(TTL, TAKEOVER, 10);
+        t.claim(t0, 7, ep(1));
+        let t1 = t0 + Duration::from_secs(5);
+        let elsewhere = SocketAddr::from(([203, 0, 113, 5], 2));
+        assert_eq!(t.rebind(t1, 7, elsewhere), Claim::Refused, "another IP");
+        assert_eq!(t.rebind(t1, 7, ep(2)), Claim::Moved);
+        assert_eq!(t.endpoint(t1, 7), Some(ep(2)));
+        assert_eq!(t.rebind(t1, 7, ep(2)), Claim::Refreshed);
+        assert_eq!(
+            t.rebind(t1, 8, ep(3)),
+            Claim::Added,
+            "no entry: an ordinary claim"
+        );
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.expire(t1 + TTL), 2, "the moved entry ages from its move");
     }
 
     #[test]

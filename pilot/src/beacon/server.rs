@@ -6,6 +6,7 @@ use super::config::BeaconConfig;
 use super::discovery::discover_peers;
 use super::gossip::canonical;
 use super::outbox::Outbox;
+use super::proof::MoveKey;
 use super::state::Beacon;
 use super::stats::{BeaconStats, BeaconStatus};
 use crate::net::watch;
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub beacon: BeaconConfig,
     /// Where peer beacons come from.
     pub peers: PeerSource,
+    /// The key of its move proofs; `None` draws one from the operating system at bind.
+    pub move_key: Option<MoveKey>,
 }
 
 impl ServerConfig {
@@ -63,6 +66,7 @@ impl ServerConfig {
             advertise: None,
             beacon: BeaconConfig::default(),
             peers: PeerSource::None,
+            move_key: None,
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct BeaconServer<N: Network> {
     socket: Arc<N::Udp>,
     local: SocketAddr,
     config: ServerConfig,
+    move_key: MoveKey,
     status: watch::Sender<BeaconStatus>,
 }
 
@@ -114,7 +119,12 @@ impl<N: Network> BeaconServer<N> {
             tracing::warn!(error = %e, "could not enlarge the beacon socket's buffers");
         }
         let local = socket.local_addr()?;
+        let move_key = match config.move_key.clone() {
+            Some(key) => key,
+            None => MoveKey::random()?,
+        };
         Ok(BeaconServer {
+            move_key,
             net,
             socket: Arc::new(socket),
             local,
@@ -136,7 +146,11 @@ impl<N: Network> BeaconServer<N> {
 
     /// Serves until `shutdown` becomes true (or its sender is dropped); returns the counters.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> io::Result<BeaconStats> {
-        let mut beacon = Beacon::new(self.config.beacon.clone(), monotonic_now());
+        let mut beacon = Beacon::new(
+            self.config.beacon.clone(),
+            monotonic_now(),
+            self.move_key.clone(),
+        );
         let advertised = self.config.advertise.unwrap_or(self.local);
         let own = [self.local, advertised];
         let not_self = move |peers: &[SocketAddr]| without_own(peers, &own);

@@ -4,7 +4,8 @@
 //! honest Go daemon keeps working (see `docs/BEACON.md`):
 //! - every source is rate limited per IP (or IPv6 /64), by message kind and by relay bytes;
 //! - node entries expire, the tables are bounded, node IDs 0 and 0xFFFFFFFF are never recorded;
-//! - a fresh entry is not moved to another address (no endpoint hijack while its node is alive);
+//! - a fresh entry is not moved to another address (no endpoint hijack while its node is alive),
+//!   except to another port of its own IP by a node that proves it receives there (`proof`);
 //! - Punch Requests are honoured, and Relays accepted, only from the address the sender's own
 //!   entry holds (a daemon relays and punches from the tunnel socket it Discovers from);
 //! - Syncs, and Relays that arrive from a beacon, are accepted only from known peer beacons, and a
@@ -15,8 +16,9 @@ use super::gossip::{canonical, GossipTable, SyncPart};
 use super::limits::{Budget, SourceLimiter};
 use super::nodes::{Claim, NodeTable};
 use super::outbox::Outbox;
+use super::proof::{MoveKey, MoveProofs};
 use super::stats::BeaconStats;
-use crate::wire::beacon::{kind, BeaconMessage};
+use crate::wire::beacon::{kind, BeaconMessage, MoveProof};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -35,6 +37,7 @@ pub struct Beacon {
     nodes: NodeTable,
     gossip: GossipTable,
     limiter: SourceLimiter,
+    proofs: MoveProofs,
     stats: BeaconStats,
     next_tick: Instant,
     /// Reused for the node list of each gossip tick.
@@ -43,12 +46,14 @@ pub struct Beacon {
 
 impl Beacon {
     /// A beacon with no nodes and no peers; its first gossip tick is one interval after `now`.
-    pub fn new(config: BeaconConfig, now: Instant) -> Self {
+    /// `key` signs its move proofs.
+    pub fn new(config: BeaconConfig, now: Instant, key: MoveKey) -> Self {
         let config = config.sanitized();
         Beacon {
             nodes: NodeTable::new(config.node_ttl, config.takeover_after, config.max_nodes),
             gossip: GossipTable::new(config.gossip_ttl, config.max_gossip_per_peer),
             limiter: SourceLimiter::new(config.limits, now),
+            proofs: MoveProofs::new(key, now),
             stats: BeaconStats::default(),
             next_tick: now + config.gossip_interval,
             ids: Vec::new(),
@@ -99,7 +104,9 @@ impl Beacon {
             return;
         };
         match message {
-            BeaconMessage::Discover { node } => self.on_discover(now, from, node, out),
+            BeaconMessage::Discover { node, proof } => {
+                self.on_discover(now, from, node, proof, out)
+            }
             BeaconMessage::PunchRequest { requester, target } => {
                 self.on_punch_request(now, from, requester, target, out)
             }
@@ -131,18 +138,51 @@ impl Beacon {
         }
     }
 
-    fn claim(&mut self, now: Instant, node: u32, from: SocketAddr) {
-        if self.nodes.claim(now, node, from) == Claim::Refused {
+    fn claim(&mut self, now: Instant, node: u32, from: SocketAddr) -> Claim {
+        let claim = self.nodes.claim(now, node, from);
+        if claim == Claim::Refused {
             self.stats.claims_refused += 1;
             tracing::debug!(node, %from, "refused to move a fresh beacon entry");
         }
+        claim
     }
 
-    fn on_discover(&mut self, now: Instant, from: SocketAddr, node: u32, out: &mut Outbox) {
+    fn on_discover(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        node: u32,
+        proof: Option<MoveProof>,
+        out: &mut Outbox,
+    ) {
         // Node 0 is a daemon's start-up discovery (§7.1): answer, but record nothing.
-        self.claim(now, node, from);
+        let claim = match proof {
+            Some(p) if self.proofs.verify(now, node, from, &p) => {
+                let claim = self.nodes.rebind(now, node, from);
+                if claim == Claim::Moved {
+                    self.stats.moves_proven += 1;
+                }
+                claim
+            }
+            _ => self.claim(now, node, from),
+        };
+        // Refused from another port of the entry's own IP: the node's NAT may have restarted
+        // or rebound it. Offer a proof that only a receiver at `from` sees.
+        let offer = (claim == Claim::Refused
+            && self
+                .nodes
+                .endpoint(now, node)
+                .is_some_and(|e| e.ip().to_canonical() == from.ip().to_canonical()))
+        .then(|| self.proofs.issue(now, node, from));
+        if offer.is_some() {
+            self.stats.move_proofs_issued += 1;
+        }
         out.push_with(from, |buf| {
-            BeaconMessage::DiscoverReply { endpoint: from }.encode(buf)
+            BeaconMessage::DiscoverReply {
+                endpoint: from,
+                proof: offer,
+            }
+            .encode(buf)
         });
         self.stats.discover_replies += 1;
     }

@@ -16,6 +16,11 @@ pub struct BeaconStats {
     pub discover_replies: u64,
     /// Discover or Punch Request for a node whose fresh entry has another address.
     pub claims_refused: u64,
+    /// Discover Replies that carried a move proof (a refused claim from another port of the
+    /// entry's IP).
+    pub move_proofs_issued: u64,
+    /// Entries moved at once by a Discover carrying a valid move proof.
+    pub moves_proven: u64,
     /// Punch Requests that led to Punch Commands.
     pub punches: u64,
     /// Punch Requests dropped: the requester's entry is not the source.

@@ -4,8 +4,9 @@
 use super::config::{BeaconConfig, Rate, RateLimits, MAX_UDP_PAYLOAD};
 use super::gossip::SyncPart;
 use super::outbox::Outbox;
+use super::proof::MoveKey;
 use super::state::Beacon;
-use crate::wire::beacon::BeaconMessage;
+use crate::wire::beacon::{BeaconMessage, MoveProof};
 use hex_literal::hex;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ impl Harness {
     fn new(config: BeaconConfig) -> Self {
         let t0 = Instant::now();
         Harness {
-            beacon: Beacon::new(config, t0),
+            beacon: Beacon::new(config, t0, MoveKey::from_bytes([1; 32])),
             t0,
             elapsed: Duration::ZERO,
             out: Outbox::new(),
@@ -80,7 +81,7 @@ impl Harness {
     }
 
     fn discover(&mut self, from: &str, node: u32) -> Sent {
-        self.recv(from, &encode(BeaconMessage::Discover { node }))
+        self.recv(from, &encode(BeaconMessage::Discover { node, proof: None }))
     }
 
     fn endpoint(&self, node: u32) -> Option<SocketAddr> {
@@ -184,6 +185,86 @@ fn a_stale_entry_moves_to_the_new_address() {
     h.advance(secs(1));
     h.discover("192.0.2.1:5000", 7);
     assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:5000")));
+}
+
+/// The move proof a Discover Reply carries, if any.
+fn offered_proof(sent: &Sent) -> Option<MoveProof> {
+    match sent.as_slice() {
+        [(_, bytes)] => match BeaconMessage::decode(bytes).unwrap() {
+            BeaconMessage::DiscoverReply { proof, .. } => proof,
+            other => panic!("not a Discover Reply: {other:?}"),
+        },
+        other => panic!("expected one reply, got {other:?}"),
+    }
+}
+
+fn discover_with(h: &mut Harness, from: &str, node: u32, proof: MoveProof) -> Sent {
+    h.recv(
+        from,
+        &encode(BeaconMessage::Discover {
+            node,
+            proof: Some(proof),
+        }),
+    )
+}
+
+#[test]
+fn a_node_whose_nat_changed_its_port_moves_its_fresh_entry_with_the_proof_it_was_sent() {
+    let mut h = Harness::with_defaults();
+    h.discover("192.0.2.1:4000", 7);
+    h.discover("198.51.100.9:4000", 8);
+    h.advance(secs(5));
+    // The NAT restarted: the daemon's next Discover comes from another port of the same IP.
+    let sent = h.discover("192.0.2.1:4001", 7);
+    let proof = offered_proof(&sent).expect("a proof for the new port");
+    assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:4000")), "not moved yet");
+    assert!(h.recv("192.0.2.1:4001", &relay(7, 8, b"PILPx")).is_empty());
+    // Sending it back shows the sender receives there: the entry moves, relays flow.
+    let sent = discover_with(&mut h, "192.0.2.1:4001", 7, proof);
+    assert_eq!(offered_proof(&sent), None);
+    assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:4001")));
+    assert_eq!(h.recv("192.0.2.1:4001", &relay(7, 8, b"PILPx")).len(), 1);
+    assert_eq!(
+        h.recv("198.51.100.9:4000", &relay(8, 7, b"PILPy"))[0].0,
+        addr("192.0.2.1:4001")
+    );
+    let stats = h.beacon.stats();
+    assert_eq!((stats.move_proofs_issued, stats.moves_proven), (1, 1));
+}
+
+#[test]
+fn a_move_proof_works_only_for_its_node_its_endpoint_and_a_while() {
+    let mut h = Harness::with_defaults();
+    h.discover("192.0.2.1:4000", 7);
+    h.discover("192.0.2.1:5000", 9);
+    let proof = offered_proof(&h.discover("192.0.2.1:4001", 7)).unwrap();
+    // Another port, another node, another IP: refused, the entries stay.
+    discover_with(&mut h, "192.0.2.1:4002", 7, proof);
+    discover_with(&mut h, "192.0.2.1:4001", 9, proof);
+    assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:4000")));
+    assert_eq!(h.endpoint(9), Some(addr("192.0.2.1:5000")));
+    // Too late: the proof has expired (it lasts 10 to 20 s).
+    h.advance(secs(21));
+    discover_with(&mut h, "192.0.2.1:4001", 7, proof);
+    assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:4000")));
+    assert_eq!(h.beacon.stats().moves_proven, 0);
+}
+
+#[test]
+fn quirk_q15_a_claim_from_another_ip_is_offered_no_proof_and_a_forged_one_moves_nothing() {
+    let mut h = Harness::with_defaults();
+    h.discover("192.0.2.1:4000", 7);
+    let sent = h.discover("203.0.113.66:6666", 7);
+    assert_eq!(
+        offered_proof(&sent),
+        None,
+        "a proof only helps another port of the IP"
+    );
+    // A proof made up by an attacker at the victim's IP (another port) is just bytes.
+    discover_with(&mut h, "192.0.2.1:6666", 7, MoveProof([0; 16]));
+    discover_with(&mut h, "203.0.113.66:6666", 7, MoveProof([0; 16]));
+    assert_eq!(h.endpoint(7), Some(addr("192.0.2.1:4000")));
+    assert_eq!(h.beacon.stats().claims_refused, 3);
 }
 
 #[test]
@@ -491,7 +572,7 @@ fn many_nodes_harness(nodes: u32) -> Harness {
         h.beacon.handle_datagram(
             h.now(),
             from,
-            &encode(BeaconMessage::Discover { node }),
+            &encode(BeaconMessage::Discover { node, proof: None }),
             &mut h.out,
         );
         h.out.clear();

@@ -14,6 +14,7 @@ use super::schedule::Schedule;
 use super::transmit::{Outbox, Transmit};
 use crate::crypto::{LocalKeys, RegistryKey};
 use crate::net::Rng;
+use crate::wire::beacon::MoveProof;
 use crate::wire::tunnel::{AUTH_KEY_EXCHANGE_LEN, PILP, PILT};
 use crate::wire::{BeaconMessage, Datagram, Packet, TunnelFrame};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,6 +33,8 @@ const UNSOLICITED_PUNCH_PILAS: u32 = 8;
 const DEFERRED_PER_NODE: usize = 4;
 /// Sealed frames held in all.
 const DEFERRED_TOTAL: usize = 64;
+/// Least time between Discovers sent early (on path trouble) or to return a move proof.
+const REDISCOVER_GAP: Duration = Duration::from_secs(1);
 
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,11 @@ pub struct Tunnel {
     events: VecDeque<TunnelEvent>,
     public_endpoint: Option<SocketAddr>,
     next_discover: Option<Instant>,
+    /// When the last Discover went out (an early one on path trouble waits at least
+    /// [`REDISCOVER_GAP`] after it).
+    last_discover: Option<Instant>,
+    /// When we last sent a beacon's move proof back.
+    last_proof_answer: Option<Instant>,
     /// Endpoints Punch Commands told us about, and when.
     punched: VecDeque<(Instant, SocketAddr)>,
     /// Sealed frames that arrived right behind a `PILA` still waiting for its key, per node:
@@ -102,6 +110,8 @@ impl Tunnel {
             events: VecDeque::new(),
             public_endpoint: None,
             next_discover: None,
+            last_discover: None,
+            last_proof_answer: None,
             punched: VecDeque::new(),
             deferred: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -302,13 +312,34 @@ impl Tunnel {
     /// the tunnel socket's, Q13) and arms its periodic refresh. The reply surfaces as
     /// [`TunnelEvent::PublicEndpoint`]. Nothing happens without a beacon.
     pub fn discover_request(&mut self, now: Instant) {
+        self.send_discover(now, None);
+    }
+
+    fn send_discover(&mut self, now: Instant, proof: Option<MoveProof>) {
         let Some(beacon) = self.config.beacon else {
             return;
         };
         let mut buffer = self.outbox.buffer();
-        BeaconMessage::Discover { node: self.own }.encode(&mut buffer);
+        BeaconMessage::Discover {
+            node: self.own,
+            proof,
+        }
+        .encode(&mut buffer);
         self.outbox.push(beacon, buffer);
+        self.last_discover = Some(now);
         self.next_discover = Some(now + self.config.timing.beacon_refresh);
+    }
+
+    /// A Discover now, unless one went out less than [`REDISCOVER_GAP`] ago: a path that
+    /// fails may mean our NAT mapping changed, and the beacon must learn the new one before it
+    /// can punch or relay for us (a proof may come back, see `docs/BEACON.md`).
+    fn rediscover(&mut self, now: Instant) {
+        let recent = self
+            .last_discover
+            .is_some_and(|t| now.saturating_duration_since(t) < REDISCOVER_GAP);
+        if !recent {
+            self.discover_request(now);
+        }
     }
 
     /// Sends an encoded Pilot packet to `node`: sealed along its route, or queued until a key
@@ -384,7 +415,17 @@ impl Tunnel {
                     return None;
                 }
                 match message {
-                    BeaconMessage::DiscoverReply { endpoint } => {
+                    BeaconMessage::DiscoverReply { endpoint, proof } => {
+                        // The beacon kept our entry at an old port of this IP and will move it
+                        // here if we show we receive here. Answer once per gap, so a forged
+                        // stream of replies costs one Discover a second at most.
+                        let answered_lately = self
+                            .last_proof_answer
+                            .is_some_and(|t| now.saturating_duration_since(t) < REDISCOVER_GAP);
+                        if let (Some(proof), false) = (proof, answered_lately) {
+                            self.last_proof_answer = Some(now);
+                            self.send_discover(now, Some(proof));
+                        }
                         if self.public_endpoint != Some(endpoint) {
                             self.public_endpoint = Some(endpoint);
                             self.events.push_back(TunnelEvent::PublicEndpoint(endpoint));
@@ -608,6 +649,8 @@ impl Tunnel {
                     }
                 }
                 PathAction::PunchRequest => {
+                    // The beacon punches with the endpoint it holds for us: refresh it first.
+                    self.rediscover(now);
                     // A punch attempt retries our LAN announcement too (it may have been lost,
                     // or the path to the peer's LAN changed).
                     if let Some(peer) = self.peers.get_mut(&node) {
@@ -628,6 +671,10 @@ impl Tunnel {
             }
         }
         self.actions = actions;
+        if after == PeerRoute::Relay && before != PeerRoute::Relay {
+            // The beacon delivers to the endpoint it holds for us: refresh it.
+            self.rediscover(now);
+        }
         if after == PeerRoute::Relay && before != PeerRoute::Relay && !keyed {
             // Falling back to the relay before any key: the key exchange goes that way too.
             if let Some(peer) = self.peers.get_mut(&node) {

@@ -452,9 +452,19 @@ impl PeerPath {
             }
         }
         if self.silence_next.is_some_and(|t| t <= now) {
-            out.push(PathAction::KeyExchange {
-                repeat: self.silence_resends > 0,
-            });
+            let repeat = self.silence_resends > 0;
+            out.push(PathAction::KeyExchange { repeat });
+            if repeat
+                && matches!(self.route, PeerRoute::Direct(_))
+                && self.probe.is_none()
+                && self.punch_at.is_none()
+            {
+                // Even our re-sent PILA went unanswered: a restarted peer would have answered
+                // it, so the path itself is suspect (a NAT on it restarted or rebound). Punch
+                // now; if nothing confirms the path within the window it falls back, long
+                // before `dead_after`.
+                self.punch_at = Some(now);
+            }
             self.silence_resends = self.silence_resends.saturating_add(1);
             self.silence_backoff = (self.silence_backoff * 2).min(timing.dead_after);
             self.silence_next = Some(now + self.silence_backoff);
@@ -558,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_data_rekeys_then_declares_the_path_dead() {
+    fn unanswered_data_rekeys_then_a_second_silence_punches_and_the_path_falls_back() {
         let t0 = Instant::now();
         let timing = Timing::default();
         let mut path = PeerPath::inbound(t0, Some(addr(1)), &timing);
@@ -571,7 +581,16 @@ mod tests {
             .collect();
         assert_eq!(rekeys, [3, 9, 21, 45]);
         assert_eq!(path.route(), PeerRoute::Relay);
-        assert!(seen.contains(&(Duration::from_secs(45), PathAction::PunchRequest)));
+        let punches: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| *a == PathAction::PunchRequest)
+            .map(|(t, _)| t.as_secs())
+            .collect();
+        assert_eq!(
+            punches.first(),
+            Some(&9),
+            "at the second silence, not at dead_after"
+        );
     }
 
     fn lan(port: u16) -> SocketAddr {

@@ -11,6 +11,9 @@
 //! | 0x07 | Sync           | beacon u32, count u16, count × node u32             |
 //!
 //! An endpoint is `[len 4|16][IP][port u16]`; IPv4 and IPv4-mapped IPv6 addresses use 4 bytes.
+//!
+//! Discover and Discover Reply may carry a [`MoveProof`] trailer after their fixed layout (our
+//! extension; Go beacons and daemons read the fixed part and ignore what follows).
 
 use super::{be16, be32, check_len, DecodeError, EncodeError};
 use std::fmt;
@@ -46,6 +49,33 @@ pub fn is_beacon_message(bytes: &[u8]) -> bool {
     bytes.first().is_some_and(|&b| b < 0x10)
 }
 
+/// A return-routability proof (`"PBM1"` ‖ 16 bytes) a beacon appends to the Discover Reply it
+/// sends to a node's new port when it refuses to move the node's fresh entry there; a Discover
+/// carrying it back shows the sender receives at that address, so the entry may move at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoveProof(pub [u8; MoveProof::TAG_LEN]);
+
+impl MoveProof {
+    /// The trailer's first bytes.
+    pub const MAGIC: [u8; 4] = *b"PBM1";
+    /// Length of the proof itself.
+    pub const TAG_LEN: usize = 16;
+    /// Length of the whole trailer.
+    pub const LEN: usize = 4 + Self::TAG_LEN;
+
+    /// Reads a trailer: exactly the magic and a tag, or nothing (other trailing bytes are
+    /// ignored, as a Go beacon ignores them).
+    fn decode(trailer: &[u8]) -> Option<MoveProof> {
+        let tag = trailer.strip_prefix(&Self::MAGIC)?;
+        tag.try_into().ok().map(MoveProof)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&Self::MAGIC);
+        out.extend_from_slice(&self.0);
+    }
+}
+
 /// The node IDs of a Sync, read in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeIds<'a>(&'a [u8]);
@@ -74,11 +104,16 @@ pub enum BeaconMessage<'a> {
     Discover {
         /// The announcing node (0 during start-up discovery).
         node: u32,
+        /// A proof received in a Discover Reply, sent back to move the node's entry here.
+        proof: Option<MoveProof>,
     },
     /// The beacon tells a node the address it saw.
     DiscoverReply {
         /// The observed public endpoint.
         endpoint: SocketAddr,
+        /// Present when the beacon kept the node's entry elsewhere and will move it here on
+        /// a Discover that carries this proof.
+        proof: Option<MoveProof>,
     },
     /// A node asks the beacon to coordinate a hole punch with `target`.
     PunchRequest {
@@ -119,6 +154,14 @@ pub enum BeaconMessage<'a> {
 
 /// Reads an endpoint (§6.3) from the start of `bytes`.
 fn decode_endpoint(what: &'static str, bytes: &[u8]) -> Result<SocketAddr, DecodeError> {
+    decode_endpoint_len(what, bytes).map(|(endpoint, _)| endpoint)
+}
+
+/// Reads an endpoint (§6.3) from the start of `bytes`; returns it and its encoded length.
+fn decode_endpoint_len(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<(SocketAddr, usize), DecodeError> {
     check_len(what, bytes, 1)?;
     let ip_len = usize::from(bytes[0]);
     if ip_len != 4 && ip_len != 16 {
@@ -135,7 +178,7 @@ fn decode_endpoint(what: &'static str, bytes: &[u8]) -> Result<SocketAddr, Decod
         octets.copy_from_slice(&bytes[1..17]);
         IpAddr::V6(Ipv6Addr::from(octets))
     };
-    Ok(SocketAddr::new(ip, be16(bytes, 1 + ip_len)))
+    Ok((SocketAddr::new(ip, be16(bytes, 1 + ip_len)), 1 + ip_len + 2))
 }
 
 /// Appends an endpoint (§6.3); IPv4-mapped IPv6 addresses are written as IPv4.
@@ -163,11 +206,16 @@ impl<'a> BeaconMessage<'a> {
                 check_len("Discover", bytes, 5)?;
                 Ok(BeaconMessage::Discover {
                     node: be32(body, 0),
+                    proof: MoveProof::decode(&body[4..]),
                 })
             }
-            kind::DISCOVER_REPLY => Ok(BeaconMessage::DiscoverReply {
-                endpoint: decode_endpoint("Discover Reply", body)?,
-            }),
+            kind::DISCOVER_REPLY => {
+                let (endpoint, len) = decode_endpoint_len("Discover Reply", body)?;
+                Ok(BeaconMessage::DiscoverReply {
+                    endpoint,
+                    proof: MoveProof::decode(&body[len..]),
+                })
+            }
             kind::PUNCH_REQUEST => {
                 check_len("Punch Request", bytes, 9)?;
                 Ok(BeaconMessage::PunchRequest {
@@ -219,13 +267,19 @@ impl<'a> BeaconMessage<'a> {
     /// Appends the encoded message to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            BeaconMessage::Discover { node } => {
+            BeaconMessage::Discover { node, proof } => {
                 out.push(kind::DISCOVER);
                 out.extend_from_slice(&node.to_be_bytes());
+                if let Some(proof) = proof {
+                    proof.encode(out);
+                }
             }
-            BeaconMessage::DiscoverReply { endpoint } => {
+            BeaconMessage::DiscoverReply { endpoint, proof } => {
                 out.push(kind::DISCOVER_REPLY);
                 encode_endpoint(&endpoint, out);
+                if let Some(proof) = proof {
+                    proof.encode(out);
+                }
             }
             BeaconMessage::PunchRequest { requester, target } => {
                 out.push(kind::PUNCH_REQUEST);
@@ -297,13 +351,24 @@ fn fmt_inner(f: &mut fmt::Formatter<'_>, inner: &[u8]) -> fmt::Result {
     }
 }
 
+fn fmt_proof(f: &mut fmt::Formatter<'_>, proof: &Option<MoveProof>) -> fmt::Result {
+    match proof {
+        Some(_) => f.write_str(" +move-proof"),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for BeaconMessage<'_> {
     /// One line for traces and logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BeaconMessage::Discover { node } => write!(f, "beacon Discover node={node}"),
-            BeaconMessage::DiscoverReply { endpoint } => {
-                write!(f, "beacon DiscoverReply endpoint={endpoint}")
+            BeaconMessage::Discover { node, proof } => {
+                write!(f, "beacon Discover node={node}")?;
+                fmt_proof(f, proof)
+            }
+            BeaconMessage::DiscoverReply { endpoint, proof } => {
+                write!(f, "beacon DiscoverReply endpoint={endpoint}")?;
+                fmt_proof(f, proof)
             }
             BeaconMessage::PunchRequest { requester, target } => {
                 write!(f, "beacon PunchRequest {requester}>{target}")
@@ -347,18 +412,23 @@ mod tests {
     fn spec_examples() {
         round_trip(
             &hex!("01 00 00 00 2A"),
-            BeaconMessage::Discover { node: 42 },
+            BeaconMessage::Discover {
+                node: 42,
+                proof: None,
+            },
         );
         round_trip(
             &hex!("02 04 CB 00 71 07 9C 40"),
             BeaconMessage::DiscoverReply {
                 endpoint: "203.0.113.7:40000".parse().unwrap(),
+                proof: None,
             },
         );
         round_trip(
             &hex!("02 10 20 01 0D B8 00 00 00 00 00 00 00 00 00 00 00 01 0F A0"),
             BeaconMessage::DiscoverReply {
                 endpoint: "[2001:db8::1]:4000".parse().unwrap(),
+                proof: None,
             },
         );
         round_trip(
@@ -383,6 +453,46 @@ mod tests {
         let mut out = Vec::new();
         BeaconMessage::encode_sync(3, &[42, 7], &mut out).unwrap();
         assert_eq!(out, sync);
+    }
+
+    #[test]
+    fn a_move_proof_rides_after_the_fixed_layout_and_anything_else_there_is_ignored() {
+        let proof = MoveProof([0xAB; 16]);
+        let tail = hex!("50 42 4D 31 AB AB AB AB AB AB AB AB AB AB AB AB AB AB AB AB");
+        let mut discover = hex!("01 00 00 00 2A").to_vec();
+        discover.extend_from_slice(&tail);
+        round_trip(
+            &discover,
+            BeaconMessage::Discover {
+                node: 42,
+                proof: Some(proof),
+            },
+        );
+        let mut reply = hex!("02 04 CB 00 71 07 9C 40").to_vec();
+        reply.extend_from_slice(&tail);
+        round_trip(
+            &reply,
+            BeaconMessage::DiscoverReply {
+                endpoint: "203.0.113.7:40000".parse().unwrap(),
+                proof: Some(proof),
+            },
+        );
+        // A short, long or foreign trailer is no proof; the message itself still decodes.
+        for bad in [
+            &tail[..19],
+            &[&tail[..], &[0]].concat()[..],
+            b"PBS1xxxxxxxxxxxxxxxx",
+        ] {
+            let mut bytes = hex!("01 00 00 00 2A").to_vec();
+            bytes.extend_from_slice(bad);
+            assert_eq!(
+                BeaconMessage::decode(&bytes),
+                Ok(BeaconMessage::Discover {
+                    node: 42,
+                    proof: None
+                })
+            );
+        }
     }
 
     #[test]
@@ -421,7 +531,11 @@ mod tests {
     fn mapped_ipv6_is_sent_as_ipv4() {
         let mut out = Vec::new();
         let endpoint = "[::ffff:203.0.113.7]:40000".parse().unwrap();
-        BeaconMessage::DiscoverReply { endpoint }.encode(&mut out);
+        BeaconMessage::DiscoverReply {
+            endpoint,
+            proof: None,
+        }
+        .encode(&mut out);
         assert_eq!(out, hex!("02 04 CB 00 71 07 9C 40"));
     }
 

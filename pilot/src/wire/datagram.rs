@@ -42,7 +42,7 @@ mod tests {
     fn first_byte_decides() {
         assert!(matches!(
             Datagram::decode(&[1, 0, 0, 0, 42]),
-            Ok(Datagram::Beacon(BeaconMessage::Discover { node: 42 }))
+            Ok(Datagram::Beacon(BeaconMessage::Discover { node: 42, .. }))
         ));
         assert!(matches!(
             Datagram::decode(b"PILP"),

@@ -7,12 +7,14 @@
 use super::agent::{Command, Commands, Reports};
 use crate::net::SimNet;
 use crate::topology::SimClock;
-use crate::world::lock;
+use crate::world::{host_seed, lock};
 use pilot::beacon::server::{BeaconServer, ServerConfig as BeaconConfig};
+use pilot::beacon::MoveKey;
 use pilot::net::watch;
-use pilot::net::{MemStorage, Network};
+use pilot::net::{seeded_rng, MemStorage, Network};
 use pilot::registry::server::{serve, serve_standby, ServerConfig, ServerHandle};
 use pilot::registry::Registry;
+use rand_core::Rng as _;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,7 +138,13 @@ async fn try_start(net: &SimNet, spec: &Spec) -> Result<Running, String> {
         }
     }
     .map_err(|e| e.to_string())?;
-    let beacon = BeaconServer::bind(net.clone(), BeaconConfig::new(any(spec.beacon_port)))
+    let mut beacon_cfg = BeaconConfig::new(any(spec.beacon_port));
+    // Its move-proof key comes from the scenario seed, so a run replays bit for bit.
+    let name = &net.world().node(net.node()).name;
+    let mut key = [0u8; 32];
+    seeded_rng(host_seed(net.world().seed(), &format!("beacon/{name}"), 0)).fill_bytes(&mut key);
+    beacon_cfg.move_key = Some(MoveKey::from_bytes(key));
+    let beacon = BeaconServer::bind(net.clone(), beacon_cfg)
         .await
         .map_err(|e| e.to_string())?;
     let (stop, stopped) = watch::channel(false);

@@ -143,7 +143,11 @@ fn forged_beacon_messages_from_elsewhere_are_ignored() {
     let mut punch = Vec::new();
     BeaconMessage::PunchCommand { endpoint: ATTACKER }.encode(&mut punch);
     let mut reply = Vec::new();
-    BeaconMessage::DiscoverReply { endpoint: ATTACKER }.encode(&mut reply);
+    BeaconMessage::DiscoverReply {
+        endpoint: ATTACKER,
+        proof: None,
+    }
+    .encode(&mut reply);
     let b = &mut net.hosts[1].tunnel;
     let mut plain = vec![0; 65_536];
     for forged in [&deliver, &punch, &reply] {
@@ -480,6 +484,24 @@ fn a_dead_direct_path_falls_back_to_relay() {
     net.direct_blocked = false;
     net.run_for(Duration::from_secs(20));
     assert!(matches!(net.route(1, 2), Some(PeerRoute::Direct(_))));
+}
+
+#[test]
+fn a_direct_path_whose_re_sent_pila_goes_unanswered_falls_back_within_seconds() {
+    // A NAT on the path restarted: data and our re-sent PILA vanish. A peer that had restarted
+    // would have answered the PILA, so the second silence punches, and the window's end (with
+    // nothing confirmed) relays: about 10 s, where `dead_after` alone would take 45 s.
+    let mut net = Net::new(16, &[NatKind::Open, NatKind::Open], true);
+    net.send(1, 2, b"hello").unwrap();
+    net.run_for(Duration::from_secs(2));
+    net.inbox(2);
+    net.direct_blocked = true;
+    for _ in 0..12 {
+        net.send(1, 2, b"tick").unwrap();
+        net.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(net.route(1, 2), Some(PeerRoute::Relay));
+    assert!(net.inbox(2).contains(&msg(b"tick", 1, true)));
 }
 
 #[test]
@@ -948,4 +970,67 @@ fn a_lost_key_exchange_gives_no_round_trip_sample() {
     assert_eq!(net.inbox(2), [msg(b"hello", 1, false)]);
     assert_eq!(net.hosts[0].tunnel.peer_rtt(2), None);
     assert_eq!(net.hosts[1].tunnel.peer_rtt(1), Some(2 * LATENCY));
+}
+
+/// Discovers node `from` sent to the beacon, in order, with whether each carried a proof.
+fn discovers(net: &Net, from: u32) -> Vec<Option<crate::wire::beacon::MoveProof>> {
+    net.log
+        .iter()
+        .filter(|(node, to, _)| *node == from && *to == BEACON)
+        .filter_map(|(_, _, bytes)| match BeaconMessage::decode(bytes) {
+            Ok(BeaconMessage::Discover { proof, .. }) => Some(proof),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_falling_back_to_the_relay_refreshes_our_beacon_entry_first() {
+    let mut net = Net::new(6, &[NatKind::Open, NatKind::Open], true);
+    net.direct_blocked = true;
+    net.send(1, 2, b"via relay").unwrap();
+    net.run_for(Duration::from_millis(100));
+    let before = discovers(&net, 1).len();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.route(1, 2), Some(PeerRoute::Relay));
+    // The relay (and the punch before it) work off the endpoint the beacon holds for us; if our
+    // NAT mapping changed, only a Discover tells it. One, not one per trigger.
+    assert_eq!(discovers(&net, 1).len(), before + 1);
+}
+
+#[test]
+fn a_move_proof_from_the_beacon_goes_back_at_most_once_a_second() {
+    use crate::wire::beacon::MoveProof;
+    let mut net = Net::new(21, &[NatKind::Open, NatKind::Open], true);
+    let t0 = net.now;
+    let proof = MoveProof([9; 16]);
+    let mut reply = Vec::new();
+    BeaconMessage::DiscoverReply {
+        endpoint: "192.0.2.50:40000".parse().unwrap(),
+        proof: Some(proof),
+    }
+    .encode(&mut reply);
+    let mut plain = vec![0; 65_536];
+    let t = &mut net.hosts[0].tunnel;
+    while t.poll_transmit().is_some() {}
+    let mut answer = |t: &mut Tunnel, at: std::time::Instant, from: std::net::SocketAddr| {
+        assert!(t.handle_datagram(at, from, &reply, &mut plain).is_none());
+        let sent: Vec<Transmit> = std::iter::from_fn(|| t.poll_transmit()).collect();
+        sent.iter()
+            .filter(|s| s.to == BEACON)
+            .filter_map(|s| match BeaconMessage::decode(&s.bytes) {
+                Ok(BeaconMessage::Discover { node, proof }) => Some((node, proof)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(answer(t, t0, ATTACKER).is_empty(), "not from the beacon");
+    assert_eq!(answer(t, t0, BEACON), [(1, Some(proof))]);
+    let half = t0 + Duration::from_millis(500);
+    assert!(
+        answer(t, half, BEACON).is_empty(),
+        "a second reply within the gap"
+    );
+    let later = t0 + Duration::from_millis(1_500);
+    assert_eq!(answer(t, later, BEACON), [(1, Some(proof))]);
 }

@@ -163,9 +163,15 @@ impl Beacon {
             out.push((to, buf));
         };
         match message {
-            BeaconMessage::Discover { node } => {
+            BeaconMessage::Discover { node, .. } => {
                 self.observed.insert(node, from);
-                send(from, BeaconMessage::DiscoverReply { endpoint: from });
+                send(
+                    from,
+                    BeaconMessage::DiscoverReply {
+                        endpoint: from,
+                        proof: None,
+                    },
+                );
             }
             _ if !self.helps => {}
             BeaconMessage::PunchRequest { requester, target } => {
