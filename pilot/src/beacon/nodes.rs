@@ -21,6 +21,11 @@ struct Entry {
     seen: Instant,
 }
 
+/// Whether `a` and `b` are ports of one IP (IPv4-mapped IPv6 counts as IPv4).
+pub fn same_ip(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip().to_canonical() == b.ip().to_canonical()
+}
+
 /// What a claim did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -99,7 +104,7 @@ impl NodeTable {
         match self.entries.get_mut(&node) {
             Some(e)
                 if e.endpoint != endpoint
-                    && e.endpoint.ip().to_canonical() == endpoint.ip().to_canonical()
+                    && same_ip(e.endpoint, endpoint)
                     && now.saturating_duration_since(e.seen) < ttl =>
             {
                 let old = e.seen;

@@ -14,7 +14,7 @@
 use super::config::BeaconConfig;
 use super::gossip::{canonical, GossipTable, SyncPart};
 use super::limits::{Budget, SourceLimiter};
-use super::nodes::{Claim, NodeTable};
+use super::nodes::{same_ip, Claim, NodeTable};
 use super::outbox::Outbox;
 use super::proof::{MoveKey, MoveProofs};
 use super::stats::BeaconStats;
@@ -172,7 +172,7 @@ impl Beacon {
             && self
                 .nodes
                 .endpoint(now, node)
-                .is_some_and(|e| e.ip().to_canonical() == from.ip().to_canonical()))
+                .is_some_and(|e| same_ip(e, from)))
         .then(|| self.proofs.issue(now, node, from));
         if offer.is_some() {
             self.stats.move_proofs_issued += 1;

@@ -36,6 +36,11 @@ const DEFERRED_TOTAL: usize = 64;
 /// Least time between Discovers sent early (on path trouble) or to return a move proof.
 const REDISCOVER_GAP: Duration = Duration::from_secs(1);
 
+/// Whether `last` was less than [`REDISCOVER_GAP`] before `now`.
+fn within_gap(last: Option<Instant>, now: Instant) -> bool {
+    last.is_some_and(|t| now.saturating_duration_since(t) < REDISCOVER_GAP)
+}
+
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dest {
@@ -334,10 +339,7 @@ impl Tunnel {
     /// fails may mean our NAT mapping changed, and the beacon must learn the new one before it
     /// can punch or relay for us (a proof may come back, see `docs/BEACON.md`).
     fn rediscover(&mut self, now: Instant) {
-        let recent = self
-            .last_discover
-            .is_some_and(|t| now.saturating_duration_since(t) < REDISCOVER_GAP);
-        if !recent {
+        if !within_gap(self.last_discover, now) {
             self.discover_request(now);
         }
     }
@@ -419,9 +421,7 @@ impl Tunnel {
                         // The beacon kept our entry at an old port of this IP and will move it
                         // here if we show we receive here. Answer once per gap, so a forged
                         // stream of replies costs one Discover a second at most.
-                        let answered_lately = self
-                            .last_proof_answer
-                            .is_some_and(|t| now.saturating_duration_since(t) < REDISCOVER_GAP);
+                        let answered_lately = within_gap(self.last_proof_answer, now);
                         if let (Some(proof), false) = (proof, answered_lately) {
                             self.last_proof_answer = Some(now);
                             self.send_discover(now, Some(proof));
