@@ -364,15 +364,26 @@ impl Connection {
         self.retransmit_now = true;
     }
 
-    /// Whether a loss episode starting now is a sign of congestion. In slow start it is not
-    /// when the path shows no queue (the latest round trip within a quarter of the minimum,
-    /// or [`QUEUE_SLACK`]) and the delivery rate still climbs: a full queue raises the round
-    /// trip before it drops, and a policer or a full pipe stops the rate from climbing. Such
-    /// a loss is repaired without leaving slow start; at a few percent of random loss every
-    /// window has one, and cutting the window for each held it to its initial size.
+    /// Whether a loss episode starting now is a sign of congestion: a queue shows (the
+    /// latest round trip well above the minimum, see [`Self::queue_building`]), or the path
+    /// shows no queue but stopped taking more. In slow start that is a delivery rate no longer
+    /// climbing; after it, a window in use above what the path delivers (a policer, or a full
+    /// pipe with no buffer, drops what exceeds its rate while the round trip stays flat).
+    /// Any other loss is random: repaired without a cut. At a few percent of random loss every
+    /// window has one, and cutting for each held the window to its initial size in slow start
+    /// and, after it, to a fraction of the path (cut, held for the episode, cut again).
     fn loss_is_congestion(&self) -> bool {
-        let slow_start = self.cc.window() < self.cc.ssthresh();
-        !(slow_start && !self.queue_building() && self.delivery.climbing())
+        if self.queue_building() {
+            return true;
+        }
+        if self.cc.window() < self.cc.ssthresh() {
+            return !self.delivery.climbing();
+        }
+        let Some(min_rtt) = self.rtt.min_rtt() else {
+            return true;
+        };
+        let in_use = self.send.flight().min(self.cc.window());
+        in_use > self.delivery.window(min_rtt) / 4 * 5
     }
 
     /// Whether the recent round trips show a queue: the smallest of the last two rounds more
