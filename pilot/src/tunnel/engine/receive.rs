@@ -377,10 +377,12 @@ impl Tunnel {
             peer.key_exchange_sent(now);
             self.send_key_exchange(now, node);
             self.flush_pending(now, node);
-        } else if !peer.key_proven && peer.key_exchange_allowed(now, timing.silence_rekey) {
+        } else if !peer.key_proven && peer.key_exchange_allowed(now, timing.key_exchange_interval) {
             // The peer repeats a key we already hold but has never sealed anything to us: our
             // reply to its first key exchange may have been lost, so it may still lack our key.
-            // Answer the way it came, at most once per `silence_rekey`.
+            // Answer the way it came, at most once per `key_exchange_interval` (as we offer our
+            // key to a peer whose frames we cannot open): once per `silence_rekey` left the
+            // peer's next repeat unanswered too, and the pair without a tunnel for seconds.
             let pila = self.pila;
             if relayed {
                 if let Some(beacon) = self.config.beacon {
