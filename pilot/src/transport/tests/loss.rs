@@ -83,6 +83,11 @@ fn peer_that_vanishes_is_detected() {
     );
 }
 
+/// SYN retries for the fault properties. At a quarter of loss each way seven SYNs in a row
+/// fail about once in 300 dials: the properties are about delivery, so the dial does not give
+/// up either.
+const PATIENT_SYN_RETRIES: u32 = 40;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
@@ -109,9 +114,7 @@ proptest! {
         let config = Config {
             nodelay,
             max_transmissions: 40,
-            // At a quarter of loss each way seven SYNs in a row fail about once in 300 dials:
-            // the property is about delivery, so the dial does not give up either.
-            syn_retries: 40,
+            syn_retries: PATIENT_SYN_RETRIES,
             linger: Duration::from_secs(3600),
             idle_timeout: Some(Duration::from_secs(3600)),
             congestion: Arc::new(if newreno { Algorithm::NewReno } else { Algorithm::Cubic }),
@@ -142,9 +145,7 @@ proptest! {
         let link = Link { loss, reorder, duplicate: 0.02, ..Link::perfect() };
         let config = Config {
             max_transmissions: 40,
-            // At a quarter of loss each way seven SYNs in a row fail about once in 300 dials:
-            // the property is about delivery, so the dial does not give up either.
-            syn_retries: 40,
+            syn_retries: PATIENT_SYN_RETRIES,
             linger: Duration::from_secs(3600),
             ..Config::default()
         };
