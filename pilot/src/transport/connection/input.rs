@@ -13,6 +13,9 @@ const REO_WND_FLOOR: Duration = Duration::from_millis(1);
 /// minimum within these (HyStart++'s `MIN_RTT_THRESH` and `MAX_RTT_THRESH`, RFC 9406).
 const QUEUE_THRESH_MIN: Duration = Duration::from_millis(4);
 const QUEUE_THRESH_MAX: Duration = Duration::from_millis(16);
+/// During a random-loss episode the window may grow to at least this many segments (two
+/// initial windows) before the delivery rate has a say.
+const GROWTH_FLOOR_SEGMENTS: u64 = 20;
 
 impl Connection {
     /// Takes in a stream packet for this connection's tuple (the endpoint has routed it).
@@ -215,8 +218,11 @@ impl Connection {
         let mut rtt_sent = None;
         let sacked_before = self.send.sacked();
         let mut delivered_bytes = 0;
+        let pipe_before = self.send.pipe();
+        // Decided before this ACK can end the episode: the ACK that ends a congested episode
+        // does not grow the window it cut.
+        let cut = self.in_recovery && self.recovery_congested;
         if ack.gt(una) {
-            let pipe_before = self.send.pipe();
             let acked = self.send.ack(ack);
             // Bytes SACKed earlier were counted as delivered then.
             delivered_bytes += acked.bytes - (sacked_before - self.send.sacked());
@@ -227,7 +233,6 @@ impl Connection {
                 // A close waits as long as the data keeps moving; `linger` bounds a stall.
                 self.linger_until = Some(now + self.config.linger);
             }
-            let cut = self.in_recovery && self.recovery_congested;
             if self.in_recovery {
                 if ack.ge(self.recovery_point) {
                     self.in_recovery = false;
@@ -235,14 +240,6 @@ impl Connection {
                     // Partial ACK: the next hole is lost too (RFC 6582).
                     self.send.mark_head_lost(self.epoch);
                 }
-            }
-            if !cut {
-                // Outside recovery, or repairing a random loss in slow start: the window
-                // grows as the data gets through.
-                let app_limited =
-                    self.send.unsent() == 0 && pipe_before + mss < self.cc.window() / 2;
-                self.cc
-                    .on_ack(now, acked.bytes, self.rtt.srtt(), app_limited);
             }
             // Windows come only from packets that advance the ACK or repeat it (below); a
             // 0 here is a full receiver and means stop (the reference read "no limit", Q8).
@@ -296,6 +293,17 @@ impl Connection {
         if delivered_bytes > 0 {
             let round = self.rtt.srtt().unwrap_or(self.config.initial_rto);
             self.delivery.on_delivered(now, delivered_bytes, round);
+            if !cut && self.may_grow() {
+                // Outside recovery, or repairing a random loss: the window grows by what got
+                // through, SACKed bytes included (as Linux counts them). Counting only the
+                // cumulative ACK starved it: behind a hole nothing grew it, and the ACK that
+                // filled the hole grew it by 2 MSS (byte counting's limit) for a whole
+                // window of data, so at a few percent of loss slow start crawled.
+                let app_limited =
+                    self.send.unsent() == 0 && pipe_before + mss < self.cc.window() / 2;
+                self.cc
+                    .on_ack(now, delivered_bytes, self.rtt.srtt(), app_limited);
+            }
         }
         // One RTT sample per ACK: the newest segment it covers that was sent once (the
         // reference took one per segment, all inflated by the delayed ACK, Q18).
@@ -384,6 +392,23 @@ impl Connection {
         };
         let in_use = self.send.flight().min(self.cc.window());
         in_use > self.delivery.window(min_rtt) / 4 * 5
+    }
+
+    /// Whether an ACK may grow the window. During a random-loss episode only while the
+    /// window stays within three times what the path delivers (slow start under random loss
+    /// keeps it near twice), or two initial windows while little is measured: a policer's
+    /// loss, taken as random at first, would otherwise let the window double into it for
+    /// round after round.
+    fn may_grow(&self) -> bool {
+        if !self.in_recovery {
+            return true;
+        }
+        let delivered = self
+            .rtt
+            .min_rtt()
+            .map_or(0, |rtt| self.delivery.window(rtt));
+        let floor = GROWTH_FLOOR_SEGMENTS * self.config.mss as u64;
+        self.cc.window() <= (delivered * 3).max(floor)
     }
 
     /// Whether the recent round trips show a queue: the smallest of the last two rounds more

@@ -522,3 +522,60 @@ fn a_policer_without_a_queue_still_cuts_the_window() {
     assert!(resent < 0.1, "{resent:.3} of the data resent: {s:?}");
     assert!(s.cwnd < 4 * link.bdp() as u64, "{s:?}");
 }
+
+/// Hands `p` to the other side as it was sent.
+fn forward(sim: &mut Sim, p: &super::harness::Sent) {
+    let h = &p.header;
+    let bytes = sim.craft(p.dir, h.flags, h.seq, h.ack, h.window, &p.payload);
+    sim.inject(p.dir, &bytes);
+}
+
+#[test]
+fn sacked_data_grows_the_window_while_a_hole_waits_for_repair() {
+    // The first segment of a window is lost and the rest arrive: each SACK reports a
+    // segment that got through. In slow start that grows the window as a cumulative ACK
+    // would (Linux counts SACKed bytes too). Counting only the cumulative ACK left the
+    // window where it was until the hole was repaired, and the ACK that repaired it grew
+    // it by 2 MSS for the whole window: at a few percent of loss slow start crawled.
+    let mut sim = Sim::established(41);
+    sim.a.write(&data(256 << 10, 41)).unwrap();
+    let window = sim.drain(Dir::AtoB);
+    assert!(window.len() >= 8, "{}", window.len());
+    let before = sim.a.stats().cwnd;
+    for p in &window[1..] {
+        forward(&mut sim, p);
+        for ack in sim.drain(Dir::BtoA) {
+            forward(&mut sim, &ack);
+        }
+    }
+    let sacked = (window.len() - 1) as u64 * MSS as u64;
+    let after = sim.a.stats().cwnd;
+    assert!(
+        after >= before + sacked,
+        "{before} -> {after}, {sacked} bytes SACKed"
+    );
+}
+
+#[test]
+fn a_tenth_lost_on_a_20_ms_path_keeps_most_of_the_lossless_goodput() {
+    // About what two access links with 5 % loss each do to a 1 MiB transfer (the NAT
+    // matrix's lossy cells): nearly every window has holes, so SACKs carry the growth. When
+    // only the cumulative ACK grew the window this took 0.44 of the lossless goodput here
+    // (0.33 to 0.58 over seeds 1 to 4); it is 0.72 now (0.50 to 0.77 over seeds 1 to 8).
+    let path = |loss| LinkConfig {
+        rtt: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        loss,
+        rate: 10_000_000_000 / 8,
+        queue: 64 << 20,
+    };
+    let total = 1 << 20;
+    let (clean, _) = over_path(path(Loss::None), 2, total);
+    let (lossy, s) = over_path(path(Loss::Random(0.0975)), 2, total);
+    let ratio = clean.as_secs_f64() / lossy.as_secs_f64();
+    assert!(
+        ratio > 0.6,
+        "{ratio:.2}: {clean:?} clean, {lossy:?} lossy, {s:?}"
+    );
+    assert_eq!(s.timeouts, 0, "{s:?}");
+}
