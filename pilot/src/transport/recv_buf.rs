@@ -190,6 +190,14 @@ impl RecvBuffer {
         n
     }
 
+    /// Appends up to `max` readable bytes to `out`; returns how many.
+    pub fn read_to_vec(&mut self, out: &mut Vec<u8>, max: usize) -> usize {
+        let n = self.readable().min(max);
+        self.ring.copy_to_vec(0, n, out);
+        self.ring.consume(n);
+        n
+    }
+
     /// The SACK list, ascending like the reference's: the lowest four out-of-order ranges,
     /// except that the range holding the latest arrival always takes the fourth place (RFC
     /// 2018's first block). The reference sends only the lowest four; with more holes than that
@@ -257,6 +265,20 @@ mod tests {
         );
         assert_eq!(read_all(&mut r), b"mn");
         assert_eq!(r.insert(base, b"old"), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn read_to_vec_appends_across_the_wrap_and_stops_at_max() {
+        let mut r = RecvBuffer::new(8, Seq(0));
+        r.insert(Seq(0), b"abcdef");
+        let mut out = b">".to_vec();
+        assert_eq!(r.read_to_vec(&mut out, 4), 4);
+        // The next bytes wrap around the end of the ring.
+        r.insert(Seq(6), b"ghij");
+        assert_eq!(r.read_to_vec(&mut out, 100), 6);
+        assert_eq!(out, b">abcdefghij");
+        assert_eq!(r.read_to_vec(&mut out, 100), 0);
+        assert_eq!(r.window(), 8);
     }
 
     #[test]

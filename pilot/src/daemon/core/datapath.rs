@@ -81,19 +81,15 @@ impl DaemonCore {
                 owned.credit.min(usize::MAX as u64) as usize
             };
             let want = readable.min(budget).min(MAX_RECV_CHUNK);
-            let mut chunk = vec![0u8; want.max(1)];
-            let result = if want == 0 && readable > 0 {
+            if want == 0 && readable > 0 {
                 return; // no credit
-            } else if want == 0 {
-                // Nothing buffered: learn whether the stream ended.
-                self.endpoint
-                    .with_connection(id, now, |c| c.read(&mut []))
-                    .unwrap_or(Err(ReadError::Closed(CloseReason::Reset)))
-            } else {
-                self.endpoint
-                    .with_connection(id, now, |c| c.read(&mut chunk))
-                    .unwrap_or(Err(ReadError::Closed(CloseReason::Reset)))
-            };
+            }
+            // With nothing buffered (want 0) the read tells whether the stream ended.
+            let mut chunk = Vec::with_capacity(want);
+            let result = self
+                .endpoint
+                .with_connection(id, now, |c| c.read_to_vec(&mut chunk, want))
+                .unwrap_or(Err(ReadError::Closed(CloseReason::Reset)));
             let owner = owned.owner;
             match result {
                 Ok(0) if want > 0 => return,
@@ -103,7 +99,6 @@ impl DaemonCore {
                     return;
                 }
                 Ok(n) => {
-                    chunk.truncate(n);
                     owned.credit = owned.credit.saturating_sub(n as u64);
                     self.push_event(
                         owner,

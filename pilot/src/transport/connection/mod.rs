@@ -610,8 +610,21 @@ impl Connection {
 
     /// Reads in-order bytes. `Ok(0)` is the clean end of the stream (for a non-empty `buf`).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        self.read_with(|recv| recv.read(buf))
+    }
+
+    /// Like [`Self::read`], appending up to `max` bytes to `out`: a chunk handed on as a
+    /// `Vec` needs no zero-filled buffer first.
+    pub fn read_to_vec(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, ReadError> {
+        self.read_with(|recv| recv.read_to_vec(out, max))
+    }
+
+    fn read_with(
+        &mut self,
+        take: impl FnOnce(&mut RecvBuffer) -> usize,
+    ) -> Result<usize, ReadError> {
         let before = self.recv.window();
-        let n = self.recv.read(buf);
+        let n = take(&mut self.recv);
         if n > 0 {
             if self.recv.readable() == 0 {
                 self.readable_signalled = false;
