@@ -357,13 +357,7 @@ impl Connection {
         self.recovery_point = self.send.nxt();
         self.recovery_congested = self.loss_is_congestion();
         if self.recovery_congested {
-            self.cc
-                .on_congestion_event(now, self.send.flight().min(self.cc.window()));
-            if let Some(min_rtt) = self.rtt.min_rtt() {
-                // Shrink no further than what the path was delivering: random loss is not
-                // congestion (see `delivery_rate`).
-                self.cc.limit_reduction(self.delivery.window(min_rtt));
-            }
+            self.cut_window(now);
         }
         self.stats.fast_retransmits += 1;
         self.send.mark_head_lost(self.epoch);
@@ -387,11 +381,28 @@ impl Connection {
         if self.cc.window() < self.cc.ssthresh() {
             return !self.delivery.climbing();
         }
-        let Some(min_rtt) = self.rtt.min_rtt() else {
+        let Some(delivered) = self.delivered_window() else {
             return true;
         };
         let in_use = self.send.flight().min(self.cc.window());
-        in_use > self.delivery.window(min_rtt) / 4 * 5
+        in_use > delivered / 4 * 5
+    }
+
+    /// What the path delivers in flight: the delivery rate times the minimum RTT; none before
+    /// an RTT sample.
+    fn delivered_window(&self) -> Option<u64> {
+        self.rtt.min_rtt().map(|rtt| self.delivery.window(rtt))
+    }
+
+    /// The episode's one window reduction, applied to min(flight, cwnd) (a flight swollen by
+    /// SACKed data is not the window), and no lower than what the path was delivering:
+    /// random loss is not congestion (see `delivery_rate`).
+    fn cut_window(&mut self, now: Instant) {
+        self.cc
+            .on_congestion_event(now, self.send.flight().min(self.cc.window()));
+        if let Some(delivered) = self.delivered_window() {
+            self.cc.limit_reduction(delivered);
+        }
     }
 
     /// Whether an ACK may grow the window. During a random-loss episode only while the
@@ -403,10 +414,7 @@ impl Connection {
         if !self.in_recovery {
             return true;
         }
-        let delivered = self
-            .rtt
-            .min_rtt()
-            .map_or(0, |rtt| self.delivery.window(rtt));
+        let delivered = self.delivered_window().unwrap_or(0);
         let floor = GROWTH_FLOOR_SEGMENTS * self.config.mss as u64;
         self.cc.window() <= (delivered * 3).max(floor)
     }
@@ -428,11 +436,7 @@ impl Connection {
     fn recheck_recovery(&mut self, now: Instant) {
         if self.in_recovery && !self.recovery_congested && self.queue_building() {
             self.recovery_congested = true;
-            self.cc
-                .on_congestion_event(now, self.send.flight().min(self.cc.window()));
-            if let Some(min_rtt) = self.rtt.min_rtt() {
-                self.cc.limit_reduction(self.delivery.window(min_rtt));
-            }
+            self.cut_window(now);
         }
     }
 
