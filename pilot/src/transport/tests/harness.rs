@@ -261,6 +261,13 @@ impl Sim {
         }
     }
 
+    /// Hands a drained packet to the other side immediately, as it was sent.
+    pub fn forward(&mut self, p: &Sent) {
+        let h = &p.header;
+        let bytes = self.craft(p.dir, h.flags, h.seq, h.ack, h.window, &p.payload);
+        self.inject(p.dir, &bytes);
+    }
+
     /// Delivers a packet to a connection immediately, bypassing the link.
     pub fn inject(&mut self, dir: Dir, bytes: &[u8]) {
         let p = Packet::decode(bytes).unwrap();

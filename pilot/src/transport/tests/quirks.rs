@@ -527,15 +527,7 @@ fn delayed_ack_rules() {
     let mut sim = Sim::established(35);
     sim.a.write(&data(4096, 8)).unwrap();
     for p in sim.drain(Dir::AtoB) {
-        let bytes = sim.craft(
-            Dir::AtoB,
-            p.header.flags,
-            p.header.seq,
-            p.header.ack,
-            p.header.window,
-            &p.payload,
-        );
-        sim.inject(Dir::AtoB, &bytes);
+        sim.forward(&p);
     }
     assert!(sim.drain(Dir::BtoA).is_empty());
     assert_eq!(
@@ -544,15 +536,7 @@ fn delayed_ack_rules() {
     );
     sim.a.write(&data(4096, 9)).unwrap();
     for p in sim.drain(Dir::AtoB) {
-        let bytes = sim.craft(
-            Dir::AtoB,
-            p.header.flags,
-            p.header.seq,
-            p.header.ack,
-            p.header.window,
-            &p.payload,
-        );
-        sim.inject(Dir::AtoB, &bytes);
+        sim.forward(&p);
     }
     let acks = sim.drain(Dir::BtoA);
     assert_eq!(acks.len(), 1);
@@ -569,9 +553,7 @@ fn batched_segments_get_an_ack_per_two() {
     let segments = sim.drain(Dir::AtoB);
     assert_eq!(segments.len(), 10);
     for p in &segments {
-        let h = p.header;
-        let bytes = sim.craft(Dir::AtoB, h.flags, h.seq, h.ack, h.window, &p.payload);
-        sim.inject(Dir::AtoB, &bytes);
+        sim.forward(p);
     }
     let acks: Vec<u32> = sim.drain(Dir::BtoA).iter().map(|p| p.header.ack).collect();
     let first = segments[0].header.seq;

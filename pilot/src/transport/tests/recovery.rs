@@ -523,13 +523,6 @@ fn a_policer_without_a_queue_still_cuts_the_window() {
     assert!(s.cwnd < 4 * link.bdp() as u64, "{s:?}");
 }
 
-/// Hands `p` to the other side as it was sent.
-fn forward(sim: &mut Sim, p: &super::harness::Sent) {
-    let h = &p.header;
-    let bytes = sim.craft(p.dir, h.flags, h.seq, h.ack, h.window, &p.payload);
-    sim.inject(p.dir, &bytes);
-}
-
 #[test]
 fn sacked_data_grows_the_window_while_a_hole_waits_for_repair() {
     // The first segment of a window is lost and the rest arrive: each SACK reports a
@@ -543,9 +536,9 @@ fn sacked_data_grows_the_window_while_a_hole_waits_for_repair() {
     assert!(window.len() >= 8, "{}", window.len());
     let before = sim.a.stats().cwnd;
     for p in &window[1..] {
-        forward(&mut sim, p);
+        sim.forward(p);
         for ack in sim.drain(Dir::BtoA) {
-            forward(&mut sim, &ack);
+            sim.forward(&ack);
         }
     }
     let sacked = (window.len() - 1) as u64 * MSS as u64;
